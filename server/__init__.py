@@ -1,0 +1,1 @@
+"""Flowdesk: a BPMN-driven service-management platform (Flask + SpiffWorkflow + RQ)."""

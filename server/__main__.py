@@ -1,0 +1,67 @@
+"""Bootstrap with nothing but Python 3.11: ``python3 -m server run`` or ``python3 -m server test``.
+
+Creates ``.venv`` beside the project, installs the project (again only when
+pyproject.toml changed), then hands over to the real command inside the venv.
+Standard library only: nothing is installed when this runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("FLOWDESK_VENV", ROOT / ".venv"))
+PYTHON = VENV / "bin" / "python"
+STAMP = VENV / ".flowdesk-installed"
+
+USAGE = """usage: python3 -m server run [--port N]     set up and run the whole product
+       python3 -m server test [pytest args] set up and run the test suite
+       python3 -m server bench              run the benchmarks
+       python3 -m server cli ...            any other command (see python -m server.cli --help)"""
+
+
+def ensure_venv() -> None:
+    """Create the venv and install the project with its dev extras when needed."""
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if PYTHON.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not PYTHON.exists():
+        print(f"creating virtualenv in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing Flowdesk and its dependencies (first run only)", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch run / test / bench / cli inside the venv."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    ensure_venv()
+    os.chdir(ROOT)
+    if command == "run":
+        args = [str(PYTHON), "-m", "server.cli", "run", *rest]
+    elif command == "test":
+        args = [str(PYTHON), "-m", "pytest", *rest]
+    elif command == "bench":
+        args = [str(PYTHON), "-m", "bench", *rest]
+    elif command == "cli":
+        args = [str(PYTHON), "-m", "server.cli", *rest]
+    else:
+        print(USAGE, file=sys.stderr)
+        return 2
+    os.execv(args[0], args)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

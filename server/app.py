@@ -1,0 +1,92 @@
+"""The composition root: ``create_app`` builds the Flask app, binds extensions,
+registers blueprints and error handlers, and enforces deny-by-default access."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, request
+from flask_smorest import Api
+
+from .auth.access import ACCESS_ATTR
+from .config import load_config
+from .errors import PermissionDenied, register_error_handlers
+from .extensions import db, login_manager, migrate
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+
+
+class FlowdeskApi(Api):
+    """flask-smorest Api whose errors go through our single problem+json handler."""
+
+    def _register_error_handlers(self):
+        pass
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app from the environment (overridden by ``test_config``)."""
+    app = Flask(__name__)
+    app.config.update(load_config())
+    if test_config:
+        app.config.update(test_config)
+    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth_pages.login_page"
+
+    from .auth.models import User
+
+    @login_manager.user_loader
+    def _load_user(user_id: str):
+        user = db.session.get(User, int(user_id))
+        return user if user is not None and user.active else None
+
+    api = FlowdeskApi(app, spec_kwargs={"components": {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
+    from . import health
+    from .auth import routes as auth_routes
+    from .processes import routes as process_routes
+
+    api.register_blueprint(auth_routes.blp)
+    api.register_blueprint(process_routes.blp)
+    api.register_blueprint(health.blp)
+    app.register_blueprint(auth_routes.pages)
+    _register_domain_services()
+
+    register_error_handlers(app)
+    _enforce_access(app)
+    from .cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _register_domain_services() -> None:
+    """Import domain modules that register BPMN service functions."""
+    from .processes import builtin_services  # noqa: F401
+
+
+def _enforce_access(app: Flask) -> None:
+    """Refuse any view that is not explicitly marked public or role-checked."""
+    open_endpoints = {"static", "api-docs.openapi_json"}
+
+    @app.before_request
+    def _deny_unmarked():
+        if request.endpoint is None or request.endpoint in open_endpoints:
+            return None
+        view = app.view_functions.get(request.endpoint)
+        if view is not None and getattr(view, ACCESS_ATTR, None) is None:
+            raise PermissionDenied("this route has no access rule")
+        return None
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
+        return response

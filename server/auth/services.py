@@ -1,0 +1,124 @@
+"""Authentication services: passwords (argon2), API tokens, users."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from sqlalchemy import select, update
+
+from ..db import utcnow
+from ..errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from ..extensions import db
+from .models import ROLES, ApiToken, User
+
+_hasher = PasswordHasher()
+# Verifying against a dummy hash keeps unknown-user logins as slow as wrong passwords.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    """Hash a password with argon2id."""
+    return _hasher.hash(password)
+
+
+def create_user(username: str, password: str, roles: list[str], *, email: str | None = None,
+                full_name: str = "") -> User:
+    """Create a user; roles must be known, the username unused."""
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise ValidationFailed("unknown role", errors=[{"field": "roles", "message": f"unknown: {unknown}"}])
+    if len(password) < 8:
+        raise ValidationFailed("password too short",
+                               errors=[{"field": "password", "message": "at least 8 characters"}])
+    if db.session.scalars(select(User).where(User.username == username)).first():
+        raise Conflict(f"user '{username}' already exists")
+    user = User(username=username, email=email, full_name=full_name or username,
+                password_hash=hash_password(password), roles=list(roles))
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def ensure_user(username: str, password: str, roles: list[str], **fields) -> User:
+    """Create a user unless one with that name exists (idempotent seeding)."""
+    user = db.session.scalars(select(User).where(User.username == username)).first()
+    return user or create_user(username, password, roles, **fields)
+
+
+def authenticate(username: str, password: str) -> User:
+    """Check a username and password; Unauthorized on any mismatch."""
+    user = db.session.scalars(select(User).where(User.username == username)).first()
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise Unauthorized("wrong username or password") from None
+    if user is None or not user.active:
+        raise Unauthorized("wrong username or password")
+    return user
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_tokens(user: User, client: str | None = None) -> dict:
+    """Issue an access token and a refresh token (only their hashes are stored)."""
+    now = utcnow()
+    access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    access_ttl = timedelta(hours=current_app.config["API_TOKEN_HOURS"])
+    refresh_ttl = timedelta(days=current_app.config["REFRESH_TOKEN_DAYS"])
+    db.session.add_all([
+        ApiToken(user_id=user.id, token_hash=_digest(access), kind="access", client=client,
+                 expires_at=now + access_ttl),
+        ApiToken(user_id=user.id, token_hash=_digest(refresh), kind="refresh", client=client,
+                 expires_at=now + refresh_ttl),
+    ])
+    db.session.flush()
+    return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
+            "expires_in": int(access_ttl.total_seconds()), "user": user}
+
+
+def user_for_token(token: str, kind: str = "access") -> User | None:
+    """The active user holding a valid, unexpired, unrevoked token, or None."""
+    row = db.session.scalars(select(ApiToken).where(ApiToken.token_hash == _digest(token),
+                                                    ApiToken.kind == kind)).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow() or not row.user.active:
+        return None
+    return row.user
+
+
+def refresh_tokens(refresh_token: str, client: str | None = None) -> dict:
+    """Rotate: a refresh token is single-use and yields a new pair."""
+    user = user_for_token(refresh_token, "refresh")
+    if user is None:
+        raise Unauthorized("the refresh token is invalid, expired or already used")
+    used = db.session.execute(update(ApiToken).where(ApiToken.token_hash == _digest(refresh_token),
+                                                     ApiToken.revoked_at.is_(None))
+                              .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+    if used.rowcount != 1:
+        raise Unauthorized("the refresh token was already used")
+    return issue_tokens(user, client)
+
+
+def revoke_token(token: str) -> None:
+    """Log out a bearer token."""
+    db.session.execute(update(ApiToken).where(ApiToken.token_hash == _digest(token))
+                       .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+
+
+def get_user(user_id: int) -> User:
+    """Load a user or raise NotFound."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} does not exist")
+    return user
+
+
+def list_users() -> list[User]:
+    """All users by name."""
+    return list(db.session.scalars(select(User).order_by(User.username)))

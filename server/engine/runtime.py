@@ -1,0 +1,438 @@
+"""Running process instances: start, complete a task, fire timers, deliver a
+message, retry, cancel — each a bounded engine run returning a :class:`RunResult`.
+
+The engine is stateless between calls: the caller hands in a version (whose
+parsed specs are cached here) and the saved state, and gets back the new state
+plus everything the database needs to mirror (human tasks, timers, message
+waits, incident). Saved state never includes the process spec — that is stored
+once per version.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
+from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
+from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+from SpiffWorkflow.util.task import TaskState
+
+from .parsing import form_key_of, specs_for
+from .scripting import SCRIPT_FILENAME, RestrictedScriptEngine, ScriptTimeout
+
+TIMER_EVENT_TYPES = {"TimeDateEventDefinition", "DurationTimerEventDefinition", "CycleTimerEventDefinition"}
+
+
+class RunLimitExceeded(RuntimeError):
+    """An engine run took more steps or more time than allowed (a looping model)."""
+
+    def __init__(self, message: str, task=None):
+        super().__init__(message)
+        self.task = task
+
+
+class TaskNotReady(LookupError):
+    """The task to complete is not a ready human task of this instance."""
+
+
+class NoMessageWaiting(LookupError):
+    """The instance is not waiting for the message delivered to it."""
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """What the engine needs to know about a deployed process version."""
+
+    id: int
+    process_id: str
+    dialect: str
+    load_files: Callable[[], dict[str, str]]
+
+
+@dataclass
+class HumanTaskInfo:
+    """A ready user/manual task, as the database mirrors it."""
+
+    guid: str
+    element_id: str
+    name: str
+    lane: str | None
+    form_key: str | None
+    candidate_role: str | None
+    properties: dict[str, Any]
+    due_at: datetime | None = None
+
+
+@dataclass
+class TimerInfo:
+    """A waiting timer event with its due moment."""
+
+    guid: str
+    element_id: str
+    kind: str
+    due_at: datetime
+
+
+@dataclass
+class MessageWaitInfo:
+    """A catch event or receive task waiting for a named message."""
+
+    guid: str
+    element_id: str
+    message_name: str
+
+
+@dataclass
+class IncidentInfo:
+    """Why a run stopped in error, and where."""
+
+    element_id: str | None
+    message: str
+    line: int | None = None
+    task_guid: str | None = None
+
+
+@dataclass
+class RunResult:
+    """Everything a caller persists after an engine run."""
+
+    state: dict
+    completed: bool
+    data: dict
+    human_tasks: list[HumanTaskInfo] = field(default_factory=list)
+    timers: list[TimerInfo] = field(default_factory=list)
+    messages: list[MessageWaitInfo] = field(default_factory=list)
+    active_element_ids: list[str] = field(default_factory=list)
+    completed_element_ids: list[str] = field(default_factory=list)
+    error_element_ids: list[str] = field(default_factory=list)
+    thrown_messages: list[dict] = field(default_factory=list)
+    completed_guids: set[str] = field(default_factory=set)
+    incident: IncidentInfo | None = None
+    steps: int = 0
+
+
+class _SpeclessWorkflowConverter(BpmnWorkflowConverter):
+    """Workflow converter that leaves the spec out of saved state (it is stored once per version)."""
+
+    def to_dict(self, workflow):
+        dct = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+    def from_dict_with_specs(self, dct, spec, subprocess_specs):
+        """Rebuild a workflow from saved state and already-parsed specs."""
+        from uuid import UUID
+
+        dct = dict(dct)
+        workflow = self.target_class(spec, subprocess_specs, deserializing=True)
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
+        self.set_default_attributes(workflow, dct)
+        self.subprocesses_from_dict(dict(dct["subprocesses"]), workflow)
+        workflow.bpmn_events = self.registry.restore(dct.get("bpmn_events", []))
+        return workflow
+
+
+def _converter_for(config: dict) -> _SpeclessWorkflowConverter:
+    registry = BpmnWorkflowSerializer.configure(dict(config))
+    # Constructing a converter registers it, replacing the default for BpmnWorkflow.
+    return _SpeclessWorkflowConverter(BpmnWorkflow, registry)
+
+
+_CONVERTERS = {"spiff": _converter_for(SPIFF_CONFIG), "camunda": _converter_for(CAMUNDA_CONFIG)}
+
+
+class Engine:
+    """Facade over SpiffWorkflow with bounded runs and a per-version spec cache."""
+
+    def __init__(self, step_limit: int = 2000, time_limit: float = 10.0, script_time_limit: float = 2.0,
+                 cache_size: int = 256):
+        self.step_limit = step_limit
+        self.time_limit = time_limit
+        self.script_engine = RestrictedScriptEngine(script_time_limit)
+        self._cache: OrderedDict[int, tuple] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.serializer_version = SERIALIZER_VERSION
+
+    # -- specs -------------------------------------------------------------
+    def _specs(self, version: VersionRef):
+        with self._lock:
+            hit = self._cache.get(version.id)
+            if hit is not None:
+                self._cache.move_to_end(version.id)
+                return hit
+        specs = specs_for(version.load_files(), version.dialect, version.process_id)
+        with self._lock:
+            self._cache[version.id] = specs
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return specs
+
+    def _new_workflow(self, version: VersionRef) -> BpmnWorkflow:
+        spec, subprocess_specs = self._specs(version)
+        return BpmnWorkflow(spec, subprocess_specs, script_engine=self.script_engine)
+
+    def _load(self, version: VersionRef, state: dict) -> BpmnWorkflow:
+        spec, subprocess_specs = self._specs(version)
+        workflow = _CONVERTERS[version.dialect].from_dict_with_specs(state, spec, subprocess_specs)
+        workflow.script_engine = self.script_engine
+        return workflow
+
+    def dump(self, version: VersionRef, workflow: BpmnWorkflow) -> dict:
+        """Serialize a workflow's state (without its spec) to a JSON-ready dict."""
+        return _CONVERTERS[version.dialect].to_dict(workflow)
+
+    # -- bounded run -------------------------------------------------------
+    def _run(self, version: VersionRef, workflow: BpmnWorkflow, action: Callable[[], None] | None) -> RunResult:
+        started = time.monotonic()
+        steps = 0
+
+        def guard(task):
+            nonlocal steps
+            steps += 1
+            if steps > self.step_limit:
+                raise RunLimitExceeded(f"the run exceeded {self.step_limit} steps (does the model loop?)", task)
+            if time.monotonic() - started > self.time_limit:
+                raise RunLimitExceeded(f"the run exceeded {self.time_limit:g} seconds", task)
+
+        incident = None
+        try:
+            if action is not None:
+                action()
+            workflow.do_engine_steps(will_complete_task=guard)
+        except (TaskNotReady, NoMessageWaiting):
+            raise
+        except Exception as err:  # noqa: BLE001 - any engine/script failure becomes an incident
+            incident = _incident_from(err, workflow)
+        return self._result(version, workflow, incident, steps)
+
+    def _result(self, version, workflow, incident, steps) -> RunResult:
+        result = RunResult(
+            state=self.dump(version, workflow),
+            completed=workflow.completed,
+            data=_json_safe(dict(workflow.data) if workflow.completed else _latest_data(workflow)),
+            incident=incident,
+            steps=steps,
+        )
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING):
+            spec = task.task_spec
+            result.active_element_ids.append(spec.bpmn_id or spec.name)
+            if task.state == TaskState.READY and spec.manual:
+                result.human_tasks.append(_human_task(task))
+        for task in workflow.get_tasks(state=TaskState.COMPLETED):
+            result.completed_guids.add(str(task.id))
+            if task.task_spec.bpmn_id:
+                result.completed_element_ids.append(task.task_spec.bpmn_id)
+        for task in workflow.get_tasks(state=TaskState.ERROR):
+            result.error_element_ids.append(task.task_spec.bpmn_id or task.task_spec.name)
+        for task in list(workflow.event_manager.tasks.values()):
+            _collect_wait(task, result)
+        _set_due_dates(workflow, result)
+        for event in workflow.get_events():
+            result.thrown_messages.append({"name": getattr(event.event_definition, "name", None),
+                                           "payload": _json_safe(event.payload)})
+        result.active_element_ids = sorted({e for e in result.active_element_ids if e})
+        result.completed_element_ids = sorted(set(result.completed_element_ids))
+        return result
+
+    # -- operations ----------------------------------------------------------
+    def start(self, version: VersionRef, data: dict | None = None) -> tuple[dict, RunResult]:
+        """Create an instance; return its initial state (before any step) and the run result."""
+        workflow = self._new_workflow(version)
+        if data:
+            workflow.task_tree.set_data(**data)
+            for child in workflow.task_tree.children:
+                child.set_data(**data)
+        initial = self.dump(version, workflow)
+        return initial, self._run(version, workflow, None)
+
+    def describe(self, version: VersionRef, state: dict) -> RunResult:
+        """Return the mirrorable view of a saved state without advancing it."""
+        return self._result(version, self._load(version, state), None, 0)
+
+    def complete_task(self, version: VersionRef, state: dict, task_guid: str, data: dict) -> RunResult:
+        """Submit data to a ready human task and run the engine on."""
+        workflow = self._load(version, state)
+        task = _find_task(workflow, task_guid)
+        if task is None or task.state != TaskState.READY or not task.task_spec.manual:
+            raise TaskNotReady(task_guid)
+
+        def action():
+            if hasattr(task.task_spec, "add_data_from_form"):
+                task.task_spec.add_data_from_form(task, data)
+            else:
+                task.set_data(**data)
+            task.run()
+
+        return self._run(version, workflow, action)
+
+    def fire_timers(self, version: VersionRef, state: dict) -> RunResult:
+        """Let every timer whose due time has passed fire, then run the engine on."""
+        workflow = self._load(version, state)
+        return self._run(version, workflow, workflow.refresh_timers)
+
+    def deliver_message(self, version: VersionRef, state: dict, name: str, payload: Any) -> RunResult:
+        """Deliver a named message (with a payload) to whatever in the instance waits for it."""
+        workflow = self._load(version, state)
+        waiting = [t for t in workflow.event_manager.tasks.values()
+                   if _message_name(t) == name]
+        if not waiting:
+            raise NoMessageWaiting(name)
+        definition = waiting[0].task_spec.event_definition
+        if isinstance(payload, dict) and not getattr(definition, "message_var", None):
+            # No message variable in the model: the payload's fields become process data.
+            for task in waiting:
+                task.set_data(**payload)
+        # Spiff matches event definitions by class, so reuse the waiting task's own definition.
+        event = BpmnEvent(definition, payload)
+        return self._run(version, workflow, lambda: workflow.send_event(event))
+
+    def retry(self, version: VersionRef, state: dict, data: dict | None = None) -> RunResult:
+        """Re-run tasks that failed (after a data fix or redeploy) and continue."""
+        workflow = self._load(version, state)
+
+        def action():
+            for task in workflow.get_tasks(state=TaskState.ERROR):
+                task.reset_branch(None)  # back to READY with its parent's data...
+                task.set_data(**(data or {}))  # ...plus the fix
+
+        return self._run(version, workflow, action)
+
+    def cancel(self, version: VersionRef, state: dict) -> dict:
+        """Cancel every task of an instance (terminate); return the new state."""
+        workflow = self._load(version, state)
+        workflow.cancel()
+        return self.dump(version, workflow)
+
+
+# -- helpers -------------------------------------------------------------------
+def _find_task(workflow: BpmnWorkflow, guid: str):
+    from uuid import UUID
+
+    try:
+        return workflow.get_task_from_id(UUID(guid))
+    except (ValueError, KeyError, Exception):  # noqa: BLE001 - unknown id
+        return None
+
+
+def _properties(spec) -> dict[str, Any]:
+    ext = getattr(spec, "extensions", None) or {}
+    props = dict(ext.get("properties", {}) or {})
+    return props
+
+
+def _human_task(task) -> HumanTaskInfo:
+    spec = task.task_spec
+    props = _properties(spec)
+    return HumanTaskInfo(
+        guid=str(task.id),
+        element_id=spec.bpmn_id,
+        name=spec.bpmn_name or spec.bpmn_id,
+        lane=spec.lane,
+        form_key=form_key_of(spec),
+        candidate_role=props.get("candidateRole"),
+        properties=props,
+    )
+
+
+def _set_due_dates(workflow: BpmnWorkflow, result: RunResult) -> None:
+    """A human task is due when the earliest timer attached to it (a boundary event) is."""
+    due_by_guid = {t.guid: t.due_at for t in result.timers}
+    for info in result.human_tasks:
+        task = workflow.get_task_from_id(UUID(info.guid))
+        siblings = task.parent.children if task.parent is not None else []
+        dues = [due_by_guid[str(s.id)] for s in siblings if str(s.id) in due_by_guid]
+        info.due_at = min(dues) if dues else None
+
+
+def _message_name(task) -> str | None:
+    definition = getattr(task.task_spec, "event_definition", None)
+    if isinstance(definition, MessageEventDefinition):
+        return definition.name
+    return None
+
+
+def _parse_due(value) -> datetime | None:
+    if isinstance(value, dict):
+        value = value.get("next")
+    if not isinstance(value, str):
+        return None
+    try:
+        due = TimerEventDefinition.get_datetime(value)
+    except ValueError:
+        return None
+    return due.astimezone(UTC)
+
+
+def _collect_wait(task, result: RunResult) -> None:
+    definition = task.task_spec.event_definition
+    details = definition.details(task)
+    element_id = task.task_spec.bpmn_id or task.task_spec.name
+    if details.event_type in TIMER_EVENT_TYPES:
+        due = _parse_due(details.value)
+        if due is not None:
+            result.timers.append(TimerInfo(str(task.id), element_id, details.event_type, due))
+    elif isinstance(definition, MessageEventDefinition):
+        result.messages.append(MessageWaitInfo(str(task.id), element_id, definition.name))
+
+
+def _latest_data(workflow: BpmnWorkflow) -> dict:
+    # The most recently completed task carries the freshest view of process data.
+    last = workflow.last_task
+    data = dict(workflow.data)
+    if last is not None:
+        data.update(last.data)
+    return data
+
+
+def _json_safe(value):
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _script_line(err: BaseException) -> int | None:
+    """The line inside the BPMN script where an exception was raised, if it was."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == SCRIPT_FILENAME]
+    return frames[-1].lineno if frames else None
+
+
+def _incident_from(err: Exception, workflow: BpmnWorkflow) -> IncidentInfo:
+    task = getattr(err, "task", None)
+    element_id = None
+    guid = None
+    if task is not None:
+        element_id = task.task_spec.bpmn_id or task.task_spec.name
+        guid = str(task.id)
+    else:
+        failed = workflow.get_tasks(state=TaskState.ERROR)
+        if failed:
+            element_id = failed[0].task_spec.bpmn_id
+            guid = str(failed[0].id)
+    cause = err.__cause__ or err.__context__ or err
+    if isinstance(cause, ScriptTimeout) or isinstance(err, RunLimitExceeded):
+        message = str(cause)
+    else:
+        message = str(err.args[0]) if err.args else err.__class__.__name__
+        if cause is not err and str(cause) not in message:
+            message = f"{message}: {cause.__class__.__name__}: {cause}"
+        notes = [n for n in getattr(err, "__notes__", []) if n not in message]
+        if notes:
+            message = f"{message} ({'; '.join(notes)})"
+    line = getattr(err, "line_number", None) or _script_line(cause) or None
+    return IncidentInfo(element_id=element_id, message=message[:2000], line=line, task_guid=guid)

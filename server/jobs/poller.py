@@ -1,0 +1,70 @@
+"""The timer poller: the database is the source of truth for timers; this loop
+hands every due, unfired timer to RQ. A timer handed over but not fired within
+``REDELIVER_SECONDS`` (worker killed, Redis flushed) is handed over again; the
+guarded update in ``fire_timer`` makes the extra delivery harmless."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import current_app
+
+from ..db import utcnow
+from ..extensions import db
+from ..processes import services
+from ..processes.jobs import ENQUEUED_KEY, fire_timer_job
+from .queues import TIMERS, get_queue, get_redis
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "flowdesk:poller:heartbeat"
+
+
+def enqueue_due_timers(now=None) -> int:
+    """Enqueue a fire job for each due timer not already handed to RQ recently; returns how many."""
+    now = now or utcnow()
+    ids = services.due_timer_ids(now)
+    db.session.rollback()  # end the read transaction before talking to Redis
+    if not ids:
+        return 0
+    conn = get_redis()
+    redeliver = current_app.config.get("TIMER_REDELIVER_SECONDS", 60.0)
+    wall = time.time()
+    scores = conn.zmscore(ENQUEUED_KEY, ids)
+    todo = [timer_id for timer_id, score in zip(ids, scores, strict=True)
+            if score is None or wall - score > redeliver]
+    if not todo:
+        return 0
+    queue = get_queue(TIMERS)
+    with conn.pipeline() as pipe:
+        jobs = [queue.prepare_data(fire_timer_job, args=(timer_id,), job_id=f"timer-{timer_id}-{int(wall)}",
+                                   result_ttl=60, failure_ttl=3600) for timer_id in todo]
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.zadd(ENQUEUED_KEY, {timer_id: wall for timer_id in todo})
+        pipe.execute()
+    return len(todo)
+
+
+def beat() -> None:
+    """Record that the poller is alive (read by /api/v1/health)."""
+    get_redis().set(HEARTBEAT_KEY, int(time.time()), ex=60)
+
+
+def run_poller(interval: float | None = None, iterations: int | None = None) -> None:
+    """Poll forever (or ``iterations`` times), sleeping ``interval`` seconds between rounds."""
+    interval = interval or current_app.config["TIMER_POLL_SECONDS"]
+    done = 0
+    while iterations is None or done < iterations:
+        started = time.monotonic()
+        try:
+            count = enqueue_due_timers()
+            beat()
+            if count:
+                log.info("enqueued %d due timers", count)
+        except Exception:  # noqa: BLE001 - keep polling through transient DB/Redis faults
+            log.exception("timer poll failed")
+            db.session.rollback()
+        db.session.remove()
+        done += 1
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

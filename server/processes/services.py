@@ -1,0 +1,656 @@
+"""Process services: deploy, start, complete, claim, fire timers, deliver
+messages, suspend/resume/terminate/retry, and the read side (inboxes,
+instance views, audit). Services flush but never commit: the caller's
+``transaction()`` commits once at the edge. They raise only our own errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flask import current_app
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import undefer
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..auth.models import ROLES, User
+from ..db import after_commit, utcnow
+from ..engine import (
+    BpmnValidationError,
+    Engine,
+    NoMessageWaiting,
+    RunResult,
+    TaskNotReady,
+    VersionRef,
+    parse_bundle,
+)
+from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from ..extensions import db
+from .models import (
+    AuditEvent,
+    HumanTask,
+    Incident,
+    MessageSubscription,
+    ProcessInstance,
+    ProcessVersion,
+    Timer,
+)
+
+BUNDLE_SUFFIXES = (".bpmn", ".dmn")
+
+
+# -- engine & helpers ---------------------------------------------------------
+def get_engine() -> Engine:
+    """The app's engine (one per process; holds the per-version spec cache)."""
+    engine = current_app.extensions.get("flowdesk_engine")
+    if engine is None:
+        cfg = current_app.config
+        engine = Engine(cfg["ENGINE_STEP_LIMIT"], cfg["ENGINE_TIME_LIMIT"], cfg["SCRIPT_TIME_LIMIT"])
+        current_app.extensions["flowdesk_engine"] = engine
+    return engine
+
+
+def version_ref(pv: ProcessVersion) -> VersionRef:
+    """Describe a stored version to the engine; files load only on a spec-cache miss."""
+    version_id = pv.id
+    return VersionRef(pv.id, pv.process_key, pv.dialect,
+                      lambda: db.session.get(ProcessVersion, version_id, options=[undefer(ProcessVersion.files)]).files)
+
+
+def record_audit(event: str, instance: ProcessInstance | None = None, *, actor: User | None = None,
+                 client: str | None = None, element_id: str | None = None, data: dict | None = None) -> None:
+    """Append one audit event (never updated or deleted)."""
+    db.session.add(AuditEvent(
+        instance_id=instance.id if instance is not None else None, event=event, element_id=element_id,
+        actor_id=actor.id if actor is not None else None, client=(client or "")[:300] or None, data=data,
+    ))
+
+
+def _role_for_lane(lane: str | None) -> str | None:
+    if not lane:
+        return None
+    mapping = current_app.config.get("LANE_ROLES", {})
+    normalised = lane.strip().lower().replace(" ", "_").replace("-", "_")
+    if normalised in mapping:
+        return mapping[normalised]
+    if normalised in ROLES:
+        return normalised
+    if normalised.endswith("s") and normalised[:-1] in ROLES:
+        return normalised[:-1]
+    return None
+
+
+# -- forms --------------------------------------------------------------------
+_form_cache: dict[Path, tuple[float, Draft202012Validator]] = {}
+
+
+def form_path(form_key: str) -> Path:
+    """Where the JSON schema for a form key lives."""
+    return Path(current_app.config["FORMS_DIR"]) / f"{form_key}.schema.json"
+
+
+def form_validator(form_key: str) -> Draft202012Validator:
+    """Load (and cache by mtime) the validator for a form key."""
+    path = form_path(form_key)
+    if "/" in form_key or "\\" in form_key or not path.is_file():
+        raise ValidationFailed(f"the form '{form_key}' does not exist in forms/",
+                               errors=[{"field": None, "message": f"missing forms/{form_key}.schema.json"}])
+    mtime = path.stat().st_mtime
+    cached = _form_cache.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    try:
+        schema = json.loads(path.read_text())
+        Draft202012Validator.check_schema(schema)
+    except (ValueError, SchemaError) as err:
+        raise ValidationFailed(f"the form schema forms/{form_key}.schema.json is invalid: {err}") from None
+    validator = Draft202012Validator(schema)
+    _form_cache[path] = (mtime, validator)
+    return validator
+
+
+def validate_form_data(form_key: str | None, data: dict) -> None:
+    """Raise ValidationFailed listing every field that breaks the task's form schema."""
+    if not form_key:
+        return
+    errors = []
+    for error in sorted(form_validator(form_key).iter_errors(data), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [name for name in error.validator_value if name not in error.instance]
+            for name in missing:
+                errors.append({"field": f"{path}.{name}" if path else name, "message": "is required"})
+            continue
+        errors.append({"field": path or None, "message": error.message})
+    if errors:
+        raise ValidationFailed(f"the submitted data does not match the form '{form_key}'", errors=errors)
+
+
+# -- deploy -------------------------------------------------------------------
+def validate_bundle(files: dict[str, bytes]):
+    """Parse and check a bundle without deploying; returns the parsed bundle."""
+    for name in files:
+        if not name.endswith(BUNDLE_SUFFIXES) or "/" in name or "\\" in name or name.startswith("."):
+            raise BpmnValidationError("only .bpmn and .dmn file names (without folders) are accepted", name)
+    bundle, _ = parse_bundle(files, current_app.config["BPMN_MAX_FILE_BYTES"])
+    for process in bundle.processes:
+        for element_id, form_key in process.form_keys.items():
+            if not form_path(form_key).is_file() or "/" in form_key:
+                raise BpmnValidationError(f"the user task asks for form '{form_key}', which is not in forms/",
+                                          process.file_name, element_id)
+    return bundle
+
+
+def deploy_bundle(files: dict[str, bytes], *, source: str = "api", actor: User | None = None,
+                  client: str | None = None) -> list[dict]:
+    """Deploy a bundle: each process whose content changed gets a new immutable version."""
+    bundle = validate_bundle(files)
+    results = []
+    for process in bundle.processes:
+        latest = latest_version(process.process_id)
+        if latest is not None and latest.content_hash == process.content_hash:
+            results.append({"process_key": process.process_id, "version": latest.version, "created": False,
+                            "id": latest.id})
+            continue
+        pv = ProcessVersion(
+            process_key=process.process_id, version=(latest.version + 1) if latest else 1, name=process.name,
+            dialect=bundle.dialect, file_name=process.file_name, content_hash=process.content_hash,
+            files=process.files, source=source, deployed_by_id=actor.id if actor else None,
+        )
+        db.session.add(pv)
+        try:
+            db.session.flush()
+        except IntegrityError:
+            raise Conflict(f"process '{process.process_id}' was deployed concurrently; try again") from None
+        record_audit("deployed", actor=actor, client=client, element_id=process.process_id,
+                     data={"version": pv.version, "file": process.file_name, "hash": process.content_hash})
+        results.append({"process_key": pv.process_key, "version": pv.version, "created": True, "id": pv.id})
+    return results
+
+
+def read_bundle_dir(path: str | Path) -> dict[str, bytes]:
+    """Read every .bpmn/.dmn file of a folder into a bundle."""
+    folder = Path(path)
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix in BUNDLE_SUFFIXES}
+
+
+def deploy_directory(path: str | Path | None = None, *, actor: User | None = None) -> list[dict]:
+    """Deploy the workflows folder (at startup and by CLI)."""
+    files = read_bundle_dir(path or current_app.config["WORKFLOWS_DIR"])
+    if not files:
+        return []
+    return deploy_bundle(files, source="folder", actor=actor)
+
+
+def latest_version(process_key: str) -> ProcessVersion | None:
+    """The newest version of a process, or None."""
+    return db.session.scalars(
+        select(ProcessVersion).where(ProcessVersion.process_key == process_key)
+        .order_by(ProcessVersion.version.desc()).limit(1)
+    ).first()
+
+
+def get_version(process_key: str, version: int | None = None) -> ProcessVersion:
+    """A given (or the latest) version of a process; NotFound if absent."""
+    if version is None:
+        pv = latest_version(process_key)
+    else:
+        pv = db.session.scalars(select(ProcessVersion).where(
+            ProcessVersion.process_key == process_key, ProcessVersion.version == version)).first()
+    if pv is None:
+        raise NotFound(f"process '{process_key}'" + (f" version {version}" if version else "") + " is not deployed")
+    return pv
+
+
+def list_processes() -> list[dict]:
+    """Every process with its latest version and how many versions exist."""
+    rows = db.session.scalars(select(ProcessVersion).order_by(ProcessVersion.process_key,
+                                                              ProcessVersion.version)).all()
+    by_key: dict[str, dict] = {}
+    for pv in rows:
+        by_key[pv.process_key] = {"process_key": pv.process_key, "name": pv.name, "latest_version": pv.version,
+                                  "versions": by_key.get(pv.process_key, {}).get("versions", 0) + 1,
+                                  "deployed_at": pv.deployed_at}
+    return list(by_key.values())
+
+
+def list_versions(process_key: str) -> list[ProcessVersion]:
+    """All versions of a process, newest first."""
+    rows = db.session.scalars(select(ProcessVersion).where(ProcessVersion.process_key == process_key)
+                              .order_by(ProcessVersion.version.desc())).all()
+    if not rows:
+        raise NotFound(f"process '{process_key}' is not deployed")
+    return list(rows)
+
+
+def version_xml(process_key: str, version: int | None = None) -> tuple[str, str]:
+    """Return ``(file name, XML)`` of the file defining the process in that version."""
+    pv = get_version(process_key, version)
+    files = db.session.get(ProcessVersion, pv.id, options=[undefer(ProcessVersion.files)]).files
+    return pv.file_name, files[pv.file_name]
+
+
+# -- instances ------------------------------------------------------------------
+def start_instance(process_key: str, data: dict | None = None, *, version: int | None = None,
+                   business_key: str | None = None, actor: User | None = None,
+                   client: str | None = None) -> ProcessInstance:
+    """Start an instance of the latest (or a given) version and run it to its first wait."""
+    pv = get_version(process_key, version)
+    ref = version_ref(pv)
+    engine = get_engine()
+    initial, result = engine.start(ref, data or {})
+    instance = ProcessInstance(
+        process_version_id=pv.id, process_key=pv.process_key, business_key=business_key, status="running",
+        state=initial, serializer_version=engine.serializer_version, data=data or {},
+        started_by_id=actor.id if actor else None,
+    )
+    instance.process_version = pv
+    db.session.add(instance)
+    db.session.flush()
+    record_audit("started", instance, actor=actor, client=client,
+                 data={"version": pv.version, "input": data or {}, "business_key": business_key})
+    _apply_result(instance, result, actor=actor, client=client)
+    _flush()
+    return instance
+
+
+def _flush() -> None:
+    try:
+        db.session.flush()
+    except StaleDataError:
+        raise Conflict("the instance was changed by someone else; reload and try again") from None
+
+
+def get_instance(instance_id: int, *, with_state: bool = False) -> ProcessInstance:
+    """Load an instance or raise NotFound."""
+    options = [undefer(ProcessInstance.state)] if with_state else []
+    instance = db.session.get(ProcessInstance, instance_id, options=options)
+    if instance is None:
+        raise NotFound(f"instance {instance_id} does not exist")
+    if with_state and "state" not in instance.__dict__:
+        db.session.refresh(instance, ["state"])
+    return instance
+
+
+def _require_version(instance: ProcessInstance, expected_version: int | None) -> None:
+    if expected_version is not None and instance.version != expected_version:
+        raise Conflict(f"instance {instance.id} is at version {instance.version}, not {expected_version}; "
+                       "reload and try again", current_version=instance.version)
+
+
+def _apply_result(instance: ProcessInstance, result: RunResult, *, actor: User | None = None,
+                  client: str | None = None, fired_timer_id: int | None = None) -> None:
+    """Persist a run: state, status, and the mirrored tasks, timers, subscriptions, incident."""
+    now = utcnow()
+    instance.state = result.state
+    instance.data = result.data
+    instance.active_element_ids = result.active_element_ids
+    if result.incident is not None:
+        incident = result.incident
+        instance.status = "error"
+        db.session.add(Incident(instance_id=instance.id, element_id=incident.element_id,
+                                task_guid=incident.task_guid, message=incident.message, line=incident.line))
+        record_audit("error", instance, actor=actor, client=client, element_id=incident.element_id,
+                     data={"message": incident.message, "line": incident.line})
+    elif result.completed:
+        instance.status = "completed"
+        instance.ended_at = now
+        record_audit("completed", instance, actor=actor, client=client)
+    _sync_human_tasks(instance, result, now)
+    _sync_timers(instance, result, now, actor, client, fired_timer_id)
+    _sync_subscriptions(instance, result)
+    for message in result.thrown_messages:
+        record_audit("message_thrown", instance, data=message)
+
+
+def _sync_human_tasks(instance: ProcessInstance, result: RunResult, now) -> None:
+    open_tasks = {t.task_guid: t for t in db.session.scalars(
+        select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == "open"))}
+    ready = {info.guid: info for info in result.human_tasks}
+    for guid, task in open_tasks.items():
+        if guid not in ready:
+            task.status = "cancelled"
+            task.completed_at = now
+    for guid, info in ready.items():
+        if guid in open_tasks:
+            open_tasks[guid].due_at = info.due_at
+            continue
+        db.session.add(HumanTask(
+            instance_id=instance.id, task_guid=guid, element_id=info.element_id, name=info.name, lane=info.lane,
+            form_key=info.form_key, candidate_role=info.candidate_role or _role_for_lane(info.lane),
+            due_at=info.due_at, created_at=now,
+        ))
+
+
+def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id) -> None:
+    pending = db.session.scalars(select(Timer).where(
+        Timer.instance_id == instance.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))).all()
+    waiting = {(t.guid, t.due_at): t for t in result.timers}
+    waiting_guids = {t.guid for t in result.timers}
+    known = set()
+    for row in pending:
+        key = (row.task_guid, row.due_at)
+        known.add(key)
+        if key in waiting:
+            continue
+        # Gone from the waits: it fired inside this run (task completed, or a cycle moved on), or it was cancelled.
+        fired = row.due_at <= now and (row.task_guid in result.completed_guids or row.task_guid in waiting_guids)
+        if fired and row.id != fired_timer_id:
+            row.fired_at = now
+            record_audit("timer_fired", instance, actor=actor, client=client, element_id=row.element_id,
+                         data={"timer_id": row.id, "due_at": row.due_at.isoformat()})
+        elif not fired:
+            row.cancelled_at = now
+    for key, info in waiting.items():
+        if key not in known:
+            db.session.add(Timer(instance_id=instance.id, task_guid=info.guid, element_id=info.element_id,
+                                 kind=info.kind, due_at=info.due_at, created_at=now))
+
+
+def _sync_subscriptions(instance: ProcessInstance, result: RunResult) -> None:
+    current = {(s.task_guid, s.message_name): s for s in db.session.scalars(
+        select(MessageSubscription).where(MessageSubscription.instance_id == instance.id))}
+    wanted = {(m.guid, m.message_name): m for m in result.messages}
+    for key, sub in current.items():
+        if key not in wanted:
+            db.session.delete(sub)
+    for key, info in wanted.items():
+        if key not in current:
+            db.session.add(MessageSubscription(instance_id=instance.id, task_guid=info.guid,
+                                               element_id=info.element_id, message_name=info.message_name,
+                                               correlation_key=instance.business_key))
+
+
+# -- human tasks ----------------------------------------------------------------
+def get_task(task_id: int) -> HumanTask:
+    """Load a human task or raise NotFound."""
+    task = db.session.get(HumanTask, task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} does not exist")
+    return task
+
+
+def can_act_on(task: HumanTask, user: User) -> bool:
+    """Whether a user may claim or complete a task (assignee, candidate role, or admin)."""
+    if user.has_role("admin"):
+        return True
+    if task.assignee_id is not None:
+        return task.assignee_id == user.id
+    return task.candidate_role is None or task.candidate_role in user.roles
+
+
+def inbox(user: User, *, include_claimable: bool = True, limit: int = 100, after_id: int | None = None):
+    """Open tasks for a user: assigned to them, or unassigned for one of their roles (one SQL query)."""
+    query = select(HumanTask).where(HumanTask.status == "open")
+    if not user.has_role("admin"):
+        mine = HumanTask.assignee_id == user.id
+        if include_claimable:
+            role_match = HumanTask.candidate_role.in_(list(user.roles)) | HumanTask.candidate_role.is_(None)
+            mine = mine | (HumanTask.assignee_id.is_(None) & role_match)
+        query = query.where(mine)
+    if after_id is not None:
+        query = query.where(HumanTask.id > after_id)
+    return db.session.scalars(query.order_by(HumanTask.id).limit(limit)).all()
+
+
+def claim_task(task_id: int, actor: User, *, client: str | None = None) -> HumanTask:
+    """Take an unassigned task (guarded update: two claims cannot both win)."""
+    task = get_task(task_id)
+    if task.status != "open":
+        raise Conflict(f"task {task_id} is {task.status}")
+    if not can_act_on(task, actor):
+        raise PermissionDenied("this task is for another role or person")
+    if task.assignee_id == actor.id:
+        return task
+    if task.assignee_id is not None:
+        raise Conflict(f"task {task_id} is already claimed")
+    won = db.session.execute(update(HumanTask).where(HumanTask.id == task_id, HumanTask.assignee_id.is_(None),
+                                                     HumanTask.status == "open")
+                             .values(assignee_id=actor.id).execution_options(synchronize_session=False))
+    if won.rowcount != 1:
+        raise Conflict(f"task {task_id} was claimed by someone else")
+    db.session.refresh(task)
+    record_audit("task_claimed", task.instance, actor=actor, client=client, element_id=task.element_id,
+                 data={"task_id": task.id})
+    return task
+
+
+def assign_task(task_id: int, assignee_id: int | None, actor: User, *, client: str | None = None) -> HumanTask:
+    """Assign (or unassign with None) a task; managers/admins/designers only."""
+    task = get_task(task_id)
+    if task.status != "open":
+        raise Conflict(f"task {task_id} is {task.status}")
+    if assignee_id is not None:
+        assignee = db.session.get(User, assignee_id)
+        if assignee is None:
+            raise ValidationFailed("no such user", errors=[{"field": "assignee_id", "message": "unknown user"}])
+        if task.candidate_role and not assignee.has_role(task.candidate_role):
+            raise ValidationFailed("the user does not hold the task's role",
+                                   errors=[{"field": "assignee_id", "message": f"needs role {task.candidate_role}"}])
+    task.assignee_id = assignee_id
+    record_audit("task_assigned", task.instance, actor=actor, client=client, element_id=task.element_id,
+                 data={"task_id": task.id, "assignee_id": assignee_id})
+    return task
+
+
+def complete_task(task_id: int, data: dict, actor: User, *, expected_version: int | None = None,
+                  client: str | None = None) -> ProcessInstance:
+    """Validate the form data, complete the task and advance the engine (409 when stale)."""
+    task = get_task(task_id)
+    if task.status != "open":
+        raise Conflict(f"task {task_id} is already {task.status}")
+    if not can_act_on(task, actor):
+        raise PermissionDenied("this task is assigned to someone else or needs another role")
+    instance = get_instance(task.instance_id, with_state=True)
+    if instance.status != "running":
+        raise Conflict(f"instance {instance.id} is {instance.status}; the task cannot be completed now")
+    _require_version(instance, expected_version)
+    validate_form_data(task.form_key, data)
+    try:
+        result = get_engine().complete_task(version_ref(instance.process_version), instance.state,
+                                            task.task_guid, data)
+    except TaskNotReady:
+        raise Conflict(f"task {task_id} is no longer ready") from None
+    # Guarded: only one completion can move the task out of 'open'.
+    done = db.session.execute(update(HumanTask).where(HumanTask.id == task.id, HumanTask.status == "open")
+                              .values(status="completed", completed_at=utcnow(), completed_by_id=actor.id)
+                              .execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        raise Conflict(f"task {task_id} was completed by someone else")
+    db.session.expire(task)
+    record_audit("task_completed", instance, actor=actor, client=client, element_id=task.element_id,
+                 data={"task_id": task.id, "data": data})
+    _apply_result(instance, result, actor=actor, client=client)
+    _flush()
+    return instance
+
+
+# -- timers ---------------------------------------------------------------------
+class TimerNotDue(Exception):
+    """The engine did not consider the timer due yet (clock skew); deliver later."""
+
+
+def fire_timer(timer_id: int) -> bool:
+    """Fire one timer exactly once: guarded ``fired_at IS NULL`` update plus the instance version.
+
+    Returns False (and changes nothing) when it already fired, was cancelled, is not due,
+    or its instance is not running.
+    """
+    timer = db.session.get(Timer, timer_id)
+    if timer is None or timer.fired_at is not None or timer.cancelled_at is not None:
+        return False
+    now = utcnow()
+    if timer.due_at > now:
+        return False
+    instance = get_instance(timer.instance_id, with_state=True)
+    if instance.status != "running":
+        return False
+    claimed = db.session.execute(
+        update(Timer).where(Timer.id == timer_id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
+        .values(fired_at=now, attempts=Timer.attempts + 1).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        return False
+    result = get_engine().fire_timers(version_ref(instance.process_version), instance.state)
+    if any(t.guid == timer.task_guid and t.due_at == timer.due_at for t in result.timers):
+        raise TimerNotDue(timer_id)
+    record_audit("timer_fired", instance, element_id=timer.element_id,
+                 data={"timer_id": timer.id, "due_at": timer.due_at.isoformat()})
+    _apply_result(instance, result, fired_timer_id=timer.id)
+    _flush()
+    return True
+
+
+def due_timer_ids(now=None, limit: int = 5000) -> list[int]:
+    """Ids of unfired, uncancelled timers due by ``now`` whose instance is running."""
+    now = now or utcnow()
+    rows = db.session.execute(
+        select(Timer.id).join(ProcessInstance, ProcessInstance.id == Timer.instance_id)
+        .where(Timer.fired_at.is_(None), Timer.cancelled_at.is_(None), Timer.due_at <= now,
+               ProcessInstance.status == "running")
+        .order_by(Timer.due_at).limit(limit))
+    return [row[0] for row in rows]
+
+
+# -- messages ---------------------------------------------------------------------
+def deliver_message(name: str, correlation_key: str | None, payload: dict | None = None, *,
+                    actor: User | None = None, client: str | None = None) -> list[int]:
+    """Correlate a message (name + key) to the instances waiting for it and advance them."""
+    query = select(MessageSubscription.instance_id).where(MessageSubscription.message_name == name)
+    if correlation_key is not None:
+        query = query.where(MessageSubscription.correlation_key == correlation_key)
+    instance_ids = sorted(set(db.session.scalars(query)))
+    if not instance_ids:
+        raise NotFound(f"no instance waits for message '{name}'"
+                       + (f" with key '{correlation_key}'" if correlation_key is not None else ""))
+    delivered = []
+    for instance_id in instance_ids:
+        instance = get_instance(instance_id, with_state=True)
+        if instance.status != "running":
+            continue
+        try:
+            result = get_engine().deliver_message(version_ref(instance.process_version), instance.state, name,
+                                                  payload or {})
+        except NoMessageWaiting:
+            continue
+        record_audit("message_received", instance, actor=actor, client=client,
+                     data={"name": name, "correlation_key": correlation_key, "payload": payload or {}})
+        _apply_result(instance, result, actor=actor, client=client)
+        delivered.append(instance_id)
+    if not delivered:
+        raise Conflict(f"the instances waiting for '{name}' cannot take it now (suspended or in error)")
+    _flush()
+    return delivered
+
+
+# -- lifecycle --------------------------------------------------------------------
+def suspend_instance(instance_id: int, actor: User, *, expected_version: int | None = None,
+                     client: str | None = None) -> ProcessInstance:
+    """Pause an instance: its tasks cannot be completed and its timers wait until resumed."""
+    instance = get_instance(instance_id)
+    _require_version(instance, expected_version)
+    if instance.status not in ("running", "error"):
+        raise Conflict(f"instance {instance_id} is {instance.status}")
+    instance.status = "suspended"
+    record_audit("suspended", instance, actor=actor, client=client)
+    _flush()
+    return instance
+
+
+def resume_instance(instance_id: int, actor: User, *, expected_version: int | None = None,
+                    client: str | None = None) -> ProcessInstance:
+    """Resume a suspended instance (back into error if an incident is still open)."""
+    instance = get_instance(instance_id)
+    _require_version(instance, expected_version)
+    if instance.status != "suspended":
+        raise Conflict(f"instance {instance_id} is {instance.status}, not suspended")
+    open_incident = db.session.scalars(select(Incident.id).where(
+        Incident.instance_id == instance_id, Incident.resolved_at.is_(None))).first()
+    instance.status = "error" if open_incident else "running"
+    record_audit("resumed", instance, actor=actor, client=client)
+    _flush()
+    return instance
+
+
+def terminate_instance(instance_id: int, actor: User, *, expected_version: int | None = None,
+                       reason: str | None = None, client: str | None = None) -> ProcessInstance:
+    """Stop an instance for good: cancel its tasks, timers and message waits."""
+    instance = get_instance(instance_id, with_state=True)
+    _require_version(instance, expected_version)
+    if instance.status in ("completed", "terminated"):
+        raise Conflict(f"instance {instance_id} is already {instance.status}")
+    now = utcnow()
+    instance.state = get_engine().cancel(version_ref(instance.process_version), instance.state)
+    instance.status = "terminated"
+    instance.ended_at = now
+    instance.active_element_ids = []
+    db.session.execute(update(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.status == "open")
+                       .values(status="cancelled", completed_at=now).execution_options(synchronize_session=False))
+    db.session.execute(update(Timer).where(Timer.instance_id == instance_id, Timer.fired_at.is_(None),
+                                           Timer.cancelled_at.is_(None))
+                       .values(cancelled_at=now).execution_options(synchronize_session=False))
+    for sub in db.session.scalars(select(MessageSubscription).where(MessageSubscription.instance_id == instance_id)):
+        db.session.delete(sub)
+    record_audit("terminated", instance, actor=actor, client=client, data={"reason": reason})
+    _flush()
+    return instance
+
+
+def retry_instance(instance_id: int, actor: User, *, data: dict | None = None,
+                   expected_version: int | None = None, client: str | None = None) -> ProcessInstance:
+    """Re-run the failed step of an instance in error, optionally with corrected data."""
+    instance = get_instance(instance_id, with_state=True)
+    _require_version(instance, expected_version)
+    if instance.status != "error":
+        raise Conflict(f"instance {instance_id} is {instance.status}, not in error")
+    now = utcnow()
+    for incident in db.session.scalars(select(Incident).where(Incident.instance_id == instance_id,
+                                                              Incident.resolved_at.is_(None))):
+        incident.resolved_at = now
+    instance.status = "running"
+    record_audit("retried", instance, actor=actor, client=client, data={"data": data or {}})
+    result = get_engine().retry(version_ref(instance.process_version), instance.state, data)
+    _apply_result(instance, result, actor=actor, client=client)
+    _flush()
+    return instance
+
+
+# -- read side ------------------------------------------------------------------------
+def list_instances(*, process_key: str | None = None, status: str | None = None,
+                   business_key: str | None = None, limit: int = 50, after_id: int | None = None):
+    """Instances filtered by process, status and business key, newest first, cursor by id."""
+    query = select(ProcessInstance)
+    if process_key:
+        query = query.where(ProcessInstance.process_key == process_key)
+    if status:
+        query = query.where(ProcessInstance.status == status)
+    if business_key:
+        query = query.where(ProcessInstance.business_key == business_key)
+    if after_id is not None:
+        query = query.where(ProcessInstance.id < after_id)
+    return db.session.scalars(query.order_by(ProcessInstance.id.desc()).limit(limit)).all()
+
+
+def instance_view(instance_id: int) -> dict:
+    """An instance with its open tasks, pending timers, open incidents and message waits."""
+    instance = get_instance(instance_id)
+    tasks = db.session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                       HumanTask.status == "open")).all()
+    timers = db.session.scalars(select(Timer).where(Timer.instance_id == instance_id, Timer.fired_at.is_(None),
+                                                    Timer.cancelled_at.is_(None))).all()
+    incidents = db.session.scalars(select(Incident).where(Incident.instance_id == instance_id)
+                                   .order_by(Incident.id)).all()
+    subs = db.session.scalars(select(MessageSubscription).where(
+        MessageSubscription.instance_id == instance_id)).all()
+    return {"instance": instance, "tasks": tasks, "timers": timers, "incidents": incidents, "messages": subs}
+
+
+def audit_trail(instance_id: int) -> list[AuditEvent]:
+    """Every audit event of an instance, oldest first."""
+    get_instance(instance_id)
+    return db.session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
+                              .order_by(AuditEvent.id)).all()
+
