@@ -55,7 +55,10 @@ def app(redis_url, tmp_path_factory):
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
             downgrade(revision="base")  # a reused throwaway cluster: start from nothing
         upgrade()
-    return app
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def _normalise(url: str) -> str:

@@ -8,6 +8,7 @@ activities and DMN tables can resolve. Every failure becomes a
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -113,6 +114,32 @@ def _element_line(trees: dict[str, etree._Element], file_name: str | None, eleme
     return file_name, None
 
 
+def _guess_element(trees: dict[str, etree._Element], message: str, file_name: str | None):
+    """Find the element a message talks about: one whose attribute or text is a name quoted in it."""
+    names = ([file_name] if file_name in trees else []) + [n for n in trees if n != file_name]
+    searches = [("//*[@*=$t or normalize-space(text())=$t]", t) for t in re.findall(r"'([^'\s]{1,200})'", message)]
+    searches += [("//*[@id=$t or @name=$t]", t) for t in re.findall(r"[\w.-]{3,200}", message)]
+    # A missing attribute, e.g. KeyError('{ns}decisionRef'): the first element that should carry it.
+    for attr in re.findall(r"\{[^}]+\}(\w+)", message):
+        searches.append((f"//*[@id][not(@*[local-name()='{attr}'])][contains(local-name(), 'Task')]", ""))
+    for xpath, token in searches:
+        for name in names:
+            for element in trees[name].xpath(xpath, t=token):
+                owner = element
+                while owner is not None and owner.get("id") is None:
+                    owner = owner.getparent()
+                if owner is not None:
+                    return name, owner.get("id"), element.sourceline
+    return None
+
+
+def _first_process(trees: dict[str, etree._Element], file_name: str | None):
+    """Fallback location: the file's first process element."""
+    tree = trees.get(file_name) if file_name else next(iter(trees.values()), None)
+    found = tree.xpath("//*[local-name()='process']") if tree is not None else []
+    return (found[0].get("id"), found[0].sourceline) if found else (None, None)
+
+
 def _located(err: Exception, trees: dict[str, etree._Element], default_file: str | None) -> BpmnValidationError:
     """Turn any parser exception into a located BpmnValidationError."""
     if isinstance(err, BpmnValidationError):
@@ -122,6 +149,12 @@ def _located(err: Exception, trees: dict[str, etree._Element], default_file: str
     line = getattr(err, "line_number", None) or getattr(err, "sourceline", None)
     message = str(err.args[0]) if err.args else err.__class__.__name__
     found_file, found_line = _element_line(trees, file_name, element_id)
+    if not element_id and not line:
+        guess = _guess_element(trees, message, file_name)
+        if guess is not None:
+            found_file, element_id, found_line = guess
+        else:
+            element_id, found_line = _first_process(trees, found_file or file_name)
     if isinstance(line, str):
         line = int(line) if line.isdigit() else None
     return BpmnValidationError(message, found_file or file_name, element_id, line or found_line)
@@ -207,8 +240,10 @@ def parse_bundle(files: dict[str, bytes], max_file_bytes: int = 2_000_000):
     except Exception as err:  # noqa: BLE001 - Spiff raises many types for odd models
         raise _located(err, trees, current) from None
     if not bundle.processes:
-        raise BpmnValidationError("the bundle contains no executable process (isExecutable=\"true\")",
-                                  next(iter(files)))
+        first = next(iter(files))
+        element_id, line = _first_process(trees, first)
+        raise BpmnValidationError("no executable process: set isExecutable=\"true\" on the process to run it",
+                                  first, element_id, line)
     return bundle, parser
 
 

@@ -11,8 +11,8 @@ once per version.
 from __future__ import annotations
 
 import threading
-import traceback
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
@@ -198,12 +199,15 @@ class Engine:
         return _CONVERTERS[version.dialect].to_dict(workflow)
 
     # -- bounded run -------------------------------------------------------
-    def _run(self, version: VersionRef, workflow: BpmnWorkflow, action: Callable[[], None] | None) -> RunResult:
+    def _run(self, version: VersionRef, workflow: BpmnWorkflow, action: Callable[[], None] | None,
+             acting_on=None) -> RunResult:
         started = time.monotonic()
         steps = 0
+        current = {"task": acting_on}  # the task being run, to locate errors that do not say
 
         def guard(task):
             nonlocal steps
+            current["task"] = task
             steps += 1
             if steps > self.step_limit:
                 raise RunLimitExceeded(f"the run exceeded {self.step_limit} steps (does the model loop?)", task)
@@ -218,7 +222,7 @@ class Engine:
         except (TaskNotReady, NoMessageWaiting):
             raise
         except Exception as err:  # noqa: BLE001 - any engine/script failure becomes an incident
-            incident = _incident_from(err, workflow)
+            incident = _incident_from(err, workflow, current["task"])
         return self._result(version, workflow, incident, steps)
 
     def _result(self, version, workflow, incident, steps) -> RunResult:
@@ -279,7 +283,7 @@ class Engine:
                 task.set_data(**data)
             task.run()
 
-        return self._run(version, workflow, action)
+        return self._run(version, workflow, action, acting_on=task)
 
     def fire_timers(self, version: VersionRef, state: dict) -> RunResult:
         """Let every timer whose due time has passed fire, then run the engine on."""
@@ -412,7 +416,7 @@ def _script_line(err: BaseException) -> int | None:
     return frames[-1].lineno if frames else None
 
 
-def _incident_from(err: Exception, workflow: BpmnWorkflow) -> IncidentInfo:
+def _incident_from(err: Exception, workflow: BpmnWorkflow, running=None) -> IncidentInfo:
     task = getattr(err, "task", None)
     element_id = None
     guid = None
@@ -420,15 +424,17 @@ def _incident_from(err: Exception, workflow: BpmnWorkflow) -> IncidentInfo:
         element_id = task.task_spec.bpmn_id or task.task_spec.name
         guid = str(task.id)
     else:
-        failed = workflow.get_tasks(state=TaskState.ERROR)
+        failed = workflow.get_tasks(state=TaskState.ERROR) or ([running] if running is not None else [])
         if failed:
-            element_id = failed[0].task_spec.bpmn_id
+            element_id = failed[0].task_spec.bpmn_id or failed[0].task_spec.name
             guid = str(failed[0].id)
     cause = err.__cause__ or err.__context__ or err
     if isinstance(cause, ScriptTimeout) or isinstance(err, RunLimitExceeded):
         message = str(cause)
     else:
         message = str(err.args[0]) if err.args else err.__class__.__name__
+        if not isinstance(err, SpiffWorkflowException):
+            message = f"{err.__class__.__name__}: {message}"
         if cause is not err and str(cause) not in message:
             message = f"{message}: {cause.__class__.__name__}: {cause}"
         notes = [n for n in getattr(err, "__notes__", []) if n not in message]

@@ -29,10 +29,11 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import TaskDataEnvironment
 
 SAFE_BUILTIN_NAMES = (
-    "abs all any bool dict divmod enumerate filter float format frozenset int isinstance "
-    "len list map max min next range repr reversed round set sorted str sum tuple zip "
-    "True False None ValueError KeyError TypeError Exception ZeroDivisionError IndexError"
-).split()
+    "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "format", "frozenset", "int",
+    "isinstance", "len", "list", "map", "max", "min", "next", "range", "repr", "reversed", "round", "set",
+    "sorted", "str", "sum", "tuple", "zip", "True", "False", "None", "ValueError", "KeyError", "TypeError",
+    "Exception", "ZeroDivisionError", "IndexError",
+)
 SAFE_BUILTINS = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
 
 # Helpers every script may use; plain values and pure functions only.

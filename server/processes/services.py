@@ -18,7 +18,7 @@ from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..auth.models import ROLES, User
-from ..db import after_commit, utcnow
+from ..db import utcnow
 from ..engine import (
     BpmnValidationError,
     Engine,

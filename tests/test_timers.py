@@ -1,0 +1,151 @@
+"""Timers: database rows delivered by RQ, fired exactly once, cancelled with their task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import time_machine
+from sqlalchemy import func, select
+
+from server.extensions import db
+from server.processes.models import AuditEvent, HumanTask, ProcessInstance, Timer
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _open_tasks(app):
+    with app.app_context():
+        rows = db.session.scalars(select(HumanTask).where(HumanTask.status == "open")).all()
+        return [(t.element_id, t.candidate_role) for t in rows]
+
+
+def _fired_counts(app):
+    with app.app_context():
+        rows = db.session.execute(select(AuditEvent.data).where(AuditEvent.event == "timer_fired")).scalars().all()
+        counts: dict[int, int] = {}
+        for data in rows:
+            counts[data["timer_id"]] = counts.get(data["timer_id"], 0) + 1
+        return counts
+
+
+def test_a_boundary_timer_not_acted_on_in_time_runs_the_escalation_path(deploy, start, poll_timers, run_worker, app):
+    deploy("approval_escalation.bpmn")
+    with time_machine.travel(START, tick=False) as clock:
+        detail = start("approval_escalation")
+        assert _open_tasks(app) == [("review_request", "sales_manager")]
+        [timer] = detail["timers"]
+        assert timer["due_at"].startswith("2026-03-02T10:00:00")
+        assert detail["tasks"][0]["due_at"].startswith("2026-03-02T10:00:00")
+
+        clock.move_to(START + timedelta(minutes=59))
+        assert poll_timers() == 0
+
+        clock.move_to(START + timedelta(minutes=61))
+        assert poll_timers() == 1
+        run_worker()
+    assert _open_tasks(app) == [("escalated_review", "director")]
+    assert list(_fired_counts(app).values()) == [1]
+
+
+def test_a_task_completed_in_time_cancels_its_timer_which_never_fires(deploy, start, client, make_user,
+                                                                        poll_timers, run_worker, app):
+    deploy("approval_escalation.bpmn")
+    _, manager = make_user("sales_manager")
+    with time_machine.travel(START, tick=False) as clock:
+        start("approval_escalation")
+        [task] = client.get("/api/v1/tasks", headers=manager).get_json()
+        clock.move_to(START + timedelta(minutes=30))
+        done = client.post(f"/api/v1/tasks/{task['id']}/complete",
+                           json={"data": {"approved": True}, "version": task["instance_version"]}, headers=manager)
+        assert done.get_json()["instance"]["status"] == "completed"
+        clock.move_to(START + timedelta(hours=5))
+        assert poll_timers() == 0
+        run_worker()
+    with app.app_context():
+        timer = db.session.scalars(select(Timer)).one()
+        assert timer.cancelled_at is not None and timer.fired_at is None
+    assert _fired_counts(app) == {}
+
+
+def test_a_timer_delivered_twice_fires_once(deploy, start, app, run_worker):
+    from server.jobs.queues import TIMERS, get_queue
+    from server.processes.jobs import fire_timer_job
+
+    deploy("delay.bpmn")
+    with time_machine.travel(START, tick=False) as clock:
+        detail = start("delay")
+        timer_id = detail["timers"][0]["id"]
+        clock.move_to(START + timedelta(minutes=11))
+        with app.app_context():
+            for _ in range(3):
+                get_queue(TIMERS).enqueue(fire_timer_job, timer_id)
+        run_worker()
+    assert _fired_counts(app) == {timer_id: 1}
+    with app.app_context():
+        assert db.session.get(ProcessInstance, detail["instance"]["id"]).status == "completed"
+
+
+def test_an_early_delivery_changes_nothing(deploy, start, app):
+    from server.processes.jobs import fire_timer_job
+
+    deploy("delay.bpmn")
+    with time_machine.travel(START, tick=False):
+        detail = start("delay")
+        with app.app_context():
+            assert fire_timer_job(detail["timers"][0]["id"]) == "skipped"
+    assert _fired_counts(app) == {}
+
+
+def _worker_env(app) -> dict:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = app.config["SQLALCHEMY_DATABASE_URI"]
+    env["REDIS_URL"] = app.config["REDIS_URL"]
+    env["FLOWDESK_DATA_DIR"] = app.config["DATA_DIR"]
+    env["SECRET_KEY"] = app.config["SECRET_KEY"]
+    return env
+
+
+def _count_fired(app) -> int:
+    with app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(Timer).where(Timer.fired_at.is_not(None)))
+        db.session.remove()
+        return count
+
+
+def test_timers_survive_a_killed_worker_and_a_flushed_redis_and_fire_exactly_once(
+        deploy, start, app, poll_timers, run_worker, redis_conn):
+    deploy("delay.bpmn")
+    # Start 200 instances in the past, so their timers are due by the real clock a separate worker uses.
+    with time_machine.travel(datetime.now(UTC) - timedelta(hours=1), tick=False):
+        for _ in range(200):
+            start("delay")
+    assert poll_timers() == 200
+
+    worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=_worker_env(app),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _count_fired(app) < 40 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.05)
+        os.killpg(worker.pid, signal.SIGKILL)  # kill -9, likely mid-job
+        worker.wait()
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    fired_before = _count_fired(app)
+    assert 40 <= fired_before < 200
+
+    redis_conn.flushall()  # every queued job and every "already enqueued" mark is gone
+    assert poll_timers() == 200 - fired_before  # the database still knows what is due
+    run_worker()
+
+    counts = _fired_counts(app)
+    assert len(counts) == 200 and set(counts.values()) == {1}
+    with app.app_context():
+        statuses = db.session.scalars(select(ProcessInstance.status)).all()
+        assert statuses == ["completed"] * 200
