@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, event
+from sqlalchemy import JSON, DateTime, event, insert
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
@@ -59,16 +59,30 @@ def after_commit(hook: Callable[[], None]) -> None:
     db.session.info.setdefault("after_commit", []).append(hook)
 
 
+def queue_insert(model, row: dict) -> None:
+    """Queue a row for a batched INSERT (for append-only rows never read back in the same unit of work)."""
+    db.session.info.setdefault("queued_inserts", {}).setdefault(model, []).append(row)
+
+
+def flush_queued_inserts() -> None:
+    """Write the queued rows: one INSERT statement per table."""
+    queued = db.session.info.pop("queued_inserts", None)
+    for model, rows in (queued or {}).items():
+        db.session.execute(insert(model), rows)
+
+
 @contextmanager
 def transaction() -> Iterator[None]:
     """Unit of work: commit once at the end, or roll everything back; then run after-commit hooks."""
     session = db.session
     try:
         yield
+        flush_queued_inserts()
         session.commit()
     except BaseException:
         session.rollback()
         session.info.pop("after_commit", None)
+        session.info.pop("queued_inserts", None)
         raise
     for hook in session.info.pop("after_commit", []):
         hook()

@@ -10,6 +10,8 @@ class Base(DeclarativeBase):
     """Declarative base for every model."""
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects stay readable after the one commit at the edge (no reload queries to build the response);
+# each request and each job gets a fresh session, so nothing stale outlives its unit of work.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()

@@ -121,6 +121,10 @@ class RunResult:
     error_element_ids: list[str] = field(default_factory=list)
     thrown_messages: list[dict] = field(default_factory=list)
     completed_guids: set[str] = field(default_factory=set)
+    # What the state waited on before this run (False lets callers skip looking for stale mirror rows).
+    human_guids_before: set[str] | None = None
+    had_timers: bool = True
+    had_messages: bool = True
     incident: IncidentInfo | None = None
     steps: int = 0
 
@@ -214,6 +218,7 @@ class Engine:
             if time.monotonic() - started > self.time_limit:
                 raise RunLimitExceeded(f"the run exceeded {self.time_limit:g} seconds", task)
 
+        before = _waits_of(workflow)
         incident = None
         try:
             if action is not None:
@@ -223,7 +228,9 @@ class Engine:
             raise
         except Exception as err:  # noqa: BLE001 - any engine/script failure becomes an incident
             incident = _incident_from(err, workflow, current["task"])
-        return self._result(version, workflow, incident, steps)
+        result = self._result(version, workflow, incident, steps)
+        result.human_guids_before, result.had_timers, result.had_messages = before
+        return result
 
     def _result(self, version, workflow, incident, steps) -> RunResult:
         result = RunResult(
@@ -362,6 +369,15 @@ def _set_due_dates(workflow: BpmnWorkflow, result: RunResult) -> None:
         siblings = task.parent.children if task.parent is not None else []
         dues = [due_by_guid[str(s.id)] for s in siblings if str(s.id) in due_by_guid]
         info.due_at = min(dues) if dues else None
+
+
+def _waits_of(workflow: BpmnWorkflow) -> tuple[set[str], bool, bool]:
+    """A workflow's ready human tasks, and whether it waits for timers and for messages."""
+    humans = {str(t.id) for t in workflow.get_tasks(state=TaskState.READY) if t.task_spec.manual}
+    waits = [t.task_spec.event_definition for t in workflow.event_manager.tasks.values()]
+    timers = any(type(d).__name__ in TIMER_EVENT_TYPES or not isinstance(d, MessageEventDefinition) for d in waits)
+    messages = any(isinstance(d, MessageEventDefinition) for d in waits)
+    return humans, timers, messages
 
 
 def _message_name(task) -> str | None:

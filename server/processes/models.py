@@ -49,6 +49,7 @@ class ProcessInstance(db.Model):
     serializer_version: Mapped[str] = mapped_column(String(10))
     data: Mapped[dict] = mapped_column(JSONType, default=dict)
     active_element_ids: Mapped[list] = mapped_column(JSONType, default=list)
+    incident_count: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -101,10 +101,9 @@ def version_xml(process_key, version):
 def start_instance(body, process_key):
     """Start an instance of the latest (or a given) version with input data."""
     with transaction():
-        instance = services.start_instance(process_key, body["data"], version=body["version"],
-                                           business_key=body["business_key"], actor=current_principal(),
-                                           client=client_label())
-    return services.instance_view(instance.id)
+        return services.start_instance(process_key, body["data"], version=body["version"],
+                                       business_key=body["business_key"], actor=current_principal(),
+                                       client=client_label())
 
 
 @blp.route("/instances", methods=["GET"])
@@ -141,8 +140,8 @@ def _lifecycle(action, instance_id, body):
     if action is services.retry_instance:
         kwargs["data"] = body["data"]
     with transaction():
-        action(instance_id, current_principal(), **kwargs)
-    return services.instance_view(instance_id)
+        result = action(instance_id, current_principal(), **kwargs)
+    return result if isinstance(result, dict) else services.instance_view(instance_id)
 
 
 @blp.route("/instances/<int:instance_id>/suspend", methods=["POST"])
@@ -229,9 +228,8 @@ def assign(body, task_id):
 def complete(body, task_id):
     """Complete a task with form data; 422 lists failing fields, 409 when the version is stale."""
     with transaction():
-        instance = services.complete_task(task_id, body["data"], current_principal(),
-                                          expected_version=body["version"], client=client_label())
-    return services.instance_view(instance.id)
+        return services.complete_task(task_id, body["data"], current_principal(),
+                                      expected_version=body["version"], client=client_label())
 
 
 @blp.route("/messages", methods=["POST"])

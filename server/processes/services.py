@@ -18,7 +18,7 @@ from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..auth.models import ROLES, User
-from ..db import utcnow
+from ..db import flush_queued_inserts, queue_insert, utcnow
 from ..engine import (
     BpmnValidationError,
     Engine,
@@ -63,11 +63,12 @@ def version_ref(pv: ProcessVersion) -> VersionRef:
 
 def record_audit(event: str, instance: ProcessInstance | None = None, *, actor: User | None = None,
                  client: str | None = None, element_id: str | None = None, data: dict | None = None) -> None:
-    """Append one audit event (never updated or deleted)."""
-    db.session.add(AuditEvent(
-        instance_id=instance.id if instance is not None else None, event=event, element_id=element_id,
-        actor_id=actor.id if actor is not None else None, client=(client or "")[:300] or None, data=data,
-    ))
+    """Append one audit event (never updated or deleted); written in one batched INSERT."""
+    queue_insert(AuditEvent, {
+        "instance_id": instance.id if instance is not None else None, "event": event, "element_id": element_id,
+        "actor_id": actor.id if actor is not None else None, "client": (client or "")[:300] or None,
+        "data": data, "created_at": utcnow(),
+    })
 
 
 def _role_for_lane(lane: str | None) -> str | None:
@@ -237,32 +238,30 @@ def version_xml(process_key: str, version: int | None = None) -> tuple[str, str]
 # -- instances ------------------------------------------------------------------
 def start_instance(process_key: str, data: dict | None = None, *, version: int | None = None,
                    business_key: str | None = None, actor: User | None = None,
-                   client: str | None = None) -> ProcessInstance:
-    """Start an instance of the latest (or a given) version and run it to its first wait."""
+                   client: str | None = None) -> dict:
+    """Start an instance of the latest (or a given) version and run it to its first wait; returns its view."""
     pv = get_version(process_key, version)
-    ref = version_ref(pv)
     engine = get_engine()
-    initial, result = engine.start(ref, data or {})
+    _, result = engine.start(version_ref(pv), data or {})
     instance = ProcessInstance(
         process_version_id=pv.id, process_key=pv.process_key, business_key=business_key, status="running",
-        state=initial, serializer_version=engine.serializer_version, data=data or {},
-        started_by_id=actor.id if actor else None,
+        serializer_version=engine.serializer_version, started_by_id=actor.id if actor else None,
     )
     instance.process_version = pv
-    db.session.add(instance)
-    db.session.flush()
+    view = _apply_result(instance, result, actor=actor, client=client, is_new=True)
     record_audit("started", instance, actor=actor, client=client,
                  data={"version": pv.version, "input": data or {}, "business_key": business_key})
-    _apply_result(instance, result, actor=actor, client=client)
     _flush()
-    return instance
+    return view
 
 
 def _flush() -> None:
+    """Write pending changes now (so a stale version is a Conflict here), then the audit batch."""
     try:
         db.session.flush()
     except StaleDataError:
         raise Conflict("the instance was changed by someone else; reload and try again") from None
+    flush_queued_inserts()
 
 
 def get_instance(instance_id: int, *, with_state: bool = False) -> ProcessInstance:
@@ -283,59 +282,90 @@ def _require_version(instance: ProcessInstance, expected_version: int | None) ->
 
 
 def _apply_result(instance: ProcessInstance, result: RunResult, *, actor: User | None = None,
-                  client: str | None = None, fired_timer_id: int | None = None) -> None:
-    """Persist a run: state, status, and the mirrored tasks, timers, subscriptions, incident."""
+                  client: str | None = None, fired_timer_id: int | None = None, is_new: bool = False,
+                  completed_guid: str | None = None) -> dict:
+    """Persist a run: state, status, and the mirrored tasks, timers, subscriptions, incident.
+
+    Returns the instance view, built from what was just written (no re-reading).
+    """
     now = utcnow()
-    instance.state = result.state
-    instance.data = result.data
-    instance.active_element_ids = result.active_element_ids
-    if result.incident is not None:
-        incident = result.incident
-        instance.status = "error"
-        db.session.add(Incident(instance_id=instance.id, element_id=incident.element_id,
-                                task_guid=incident.task_guid, message=incident.message, line=incident.line))
-        record_audit("error", instance, actor=actor, client=client, element_id=incident.element_id,
-                     data={"message": incident.message, "line": incident.line})
-    elif result.completed:
-        instance.status = "completed"
-        instance.ended_at = now
-        record_audit("completed", instance, actor=actor, client=client)
-    _sync_human_tasks(instance, result, now)
-    _sync_timers(instance, result, now, actor, client, fired_timer_id)
-    _sync_subscriptions(instance, result)
+    # Set every instance field first and read without autoflush, so the instance row is written once.
+    with db.session.no_autoflush:
+        instance.state = result.state
+        instance.data = result.data
+        instance.active_element_ids = result.active_element_ids
+        if result.incident is not None:
+            instance.status = "error"
+        elif result.completed:
+            instance.status = "completed"
+            instance.ended_at = now
+        if instance.id is None:
+            db.session.add(instance)
+            db.session.flush()
+        incidents = [] if not instance.incident_count else list(db.session.scalars(
+            select(Incident).where(Incident.instance_id == instance.id).order_by(Incident.id)))
+        if result.incident is not None:
+            instance.incident_count = (instance.incident_count or 0) + 1
+            info = result.incident
+            incident = Incident(instance_id=instance.id, element_id=info.element_id, task_guid=info.task_guid,
+                                message=info.message, line=info.line, created_at=now)
+            db.session.add(incident)
+            incidents.append(incident)
+            record_audit("error", instance, actor=actor, client=client, element_id=info.element_id,
+                         data={"message": info.message, "line": info.line})
+        elif result.completed:
+            record_audit("completed", instance, actor=actor, client=client)
+        view = {
+            "instance": instance,
+            "tasks": _sync_human_tasks(instance, result, now, is_new or not (result.human_guids_before or set())
+                                       - ({completed_guid} if completed_guid else set())),
+            "timers": _sync_timers(instance, result, now, actor, client, fired_timer_id,
+                                   is_new or not result.had_timers),
+            "messages": _sync_subscriptions(instance, result, is_new or not result.had_messages),
+            "incidents": incidents,
+        }
     for message in result.thrown_messages:
         record_audit("message_thrown", instance, data=message)
+    return view
 
 
-def _sync_human_tasks(instance: ProcessInstance, result: RunResult, now) -> None:
-    open_tasks = {t.task_guid: t for t in db.session.scalars(
+def _sync_human_tasks(instance: ProcessInstance, result: RunResult, now, is_new: bool) -> list[HumanTask]:
+    open_tasks = {} if is_new else {t.task_guid: t for t in db.session.scalars(
         select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == "open"))}
     ready = {info.guid: info for info in result.human_tasks}
+    current = []
     for guid, task in open_tasks.items():
         if guid not in ready:
             task.status = "cancelled"
             task.completed_at = now
     for guid, info in ready.items():
-        if guid in open_tasks:
-            open_tasks[guid].due_at = info.due_at
-            continue
-        db.session.add(HumanTask(
-            instance_id=instance.id, task_guid=guid, element_id=info.element_id, name=info.name, lane=info.lane,
-            form_key=info.form_key, candidate_role=info.candidate_role or _role_for_lane(info.lane),
-            due_at=info.due_at, created_at=now,
-        ))
+        task = open_tasks.get(guid)
+        if task is not None:
+            task.due_at = info.due_at
+        else:
+            task = HumanTask(
+                instance_id=instance.id, task_guid=guid, element_id=info.element_id, name=info.name,
+                lane=info.lane, form_key=info.form_key,
+                candidate_role=info.candidate_role or _role_for_lane(info.lane), due_at=info.due_at,
+                created_at=now, status="open",
+            )
+            task.instance = instance
+            db.session.add(task)
+        current.append(task)
+    return current
 
 
-def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id) -> None:
-    pending = db.session.scalars(select(Timer).where(
+def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id, is_new: bool) -> list[Timer]:
+    pending = [] if is_new else db.session.scalars(select(Timer).where(
         Timer.instance_id == instance.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))).all()
     waiting = {(t.guid, t.due_at): t for t in result.timers}
     waiting_guids = {t.guid for t in result.timers}
-    known = set()
+    current = []
     for row in pending:
         key = (row.task_guid, row.due_at)
-        known.add(key)
         if key in waiting:
+            current.append(row)
+            waiting.pop(key)
             continue
         # Gone from the waits: it fired inside this run (task completed, or a cycle moved on), or it was cancelled.
         fired = row.due_at <= now and (row.task_guid in result.completed_guids or row.task_guid in waiting_guids)
@@ -345,24 +375,28 @@ def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id
                          data={"timer_id": row.id, "due_at": row.due_at.isoformat()})
         elif not fired:
             row.cancelled_at = now
-    for key, info in waiting.items():
-        if key not in known:
-            db.session.add(Timer(instance_id=instance.id, task_guid=info.guid, element_id=info.element_id,
-                                 kind=info.kind, due_at=info.due_at, created_at=now))
+    for info in waiting.values():
+        timer = Timer(instance_id=instance.id, task_guid=info.guid, element_id=info.element_id, kind=info.kind,
+                      due_at=info.due_at, created_at=now)
+        db.session.add(timer)
+        current.append(timer)
+    return current
 
 
-def _sync_subscriptions(instance: ProcessInstance, result: RunResult) -> None:
-    current = {(s.task_guid, s.message_name): s for s in db.session.scalars(
+def _sync_subscriptions(instance: ProcessInstance, result: RunResult, is_new: bool) -> list[MessageSubscription]:
+    existing = {} if is_new else {(s.task_guid, s.message_name): s for s in db.session.scalars(
         select(MessageSubscription).where(MessageSubscription.instance_id == instance.id))}
-    wanted = {(m.guid, m.message_name): m for m in result.messages}
-    for key, sub in current.items():
-        if key not in wanted:
-            db.session.delete(sub)
-    for key, info in wanted.items():
-        if key not in current:
-            db.session.add(MessageSubscription(instance_id=instance.id, task_guid=info.guid,
-                                               element_id=info.element_id, message_name=info.message_name,
-                                               correlation_key=instance.business_key))
+    current = []
+    for info in result.messages:
+        sub = existing.pop((info.guid, info.message_name), None)
+        if sub is None:
+            sub = MessageSubscription(instance_id=instance.id, task_guid=info.guid, element_id=info.element_id,
+                                      message_name=info.message_name, correlation_key=instance.business_key)
+            db.session.add(sub)
+        current.append(sub)
+    for sub in existing.values():
+        db.session.delete(sub)
+    return current
 
 
 # -- human tasks ----------------------------------------------------------------
@@ -438,14 +472,18 @@ def assign_task(task_id: int, assignee_id: int | None, actor: User, *, client: s
 
 
 def complete_task(task_id: int, data: dict, actor: User, *, expected_version: int | None = None,
-                  client: str | None = None) -> ProcessInstance:
+                  client: str | None = None) -> dict:
     """Validate the form data, complete the task and advance the engine (409 when stale)."""
-    task = get_task(task_id)
+    row = db.session.execute(
+        select(HumanTask, ProcessInstance).join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+        .where(HumanTask.id == task_id).options(undefer(ProcessInstance.state))).first()
+    if row is None:
+        raise NotFound(f"task {task_id} does not exist")
+    task, instance = row
     if task.status != "open":
         raise Conflict(f"task {task_id} is already {task.status}")
     if not can_act_on(task, actor):
         raise PermissionDenied("this task is assigned to someone else or needs another role")
-    instance = get_instance(task.instance_id, with_state=True)
     if instance.status != "running":
         raise Conflict(f"instance {instance.id} is {instance.status}; the task cannot be completed now")
     _require_version(instance, expected_version)
@@ -461,12 +499,12 @@ def complete_task(task_id: int, data: dict, actor: User, *, expected_version: in
                               .execution_options(synchronize_session=False))
     if done.rowcount != 1:
         raise Conflict(f"task {task_id} was completed by someone else")
-    db.session.expire(task)
+    db.session.expunge(task)  # the row changed under the ORM's feet; drop the stale copy
     record_audit("task_completed", instance, actor=actor, client=client, element_id=task.element_id,
                  data={"task_id": task.id, "data": data})
-    _apply_result(instance, result, actor=actor, client=client)
+    view = _apply_result(instance, result, actor=actor, client=client, completed_guid=task.task_guid)
     _flush()
-    return instance
+    return view
 
 
 # -- timers ---------------------------------------------------------------------
@@ -600,7 +638,7 @@ def terminate_instance(instance_id: int, actor: User, *, expected_version: int |
 
 
 def retry_instance(instance_id: int, actor: User, *, data: dict | None = None,
-                   expected_version: int | None = None, client: str | None = None) -> ProcessInstance:
+                   expected_version: int | None = None, client: str | None = None) -> dict:
     """Re-run the failed step of an instance in error, optionally with corrected data."""
     instance = get_instance(instance_id, with_state=True)
     _require_version(instance, expected_version)
@@ -613,9 +651,9 @@ def retry_instance(instance_id: int, actor: User, *, data: dict | None = None,
     instance.status = "running"
     record_audit("retried", instance, actor=actor, client=client, data={"data": data or {}})
     result = get_engine().retry(version_ref(instance.process_version), instance.state, data)
-    _apply_result(instance, result, actor=actor, client=client)
+    view = _apply_result(instance, result, actor=actor, client=client)
     _flush()
-    return instance
+    return view
 
 
 # -- read side ------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def upgrade():
     sa.Column('serializer_version', sa.String(length=10), nullable=False),
     sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('active_element_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('incident_count', sa.Integer(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('started_by_id', sa.Integer(), nullable=True),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
