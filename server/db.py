@@ -67,7 +67,12 @@ def queue_insert(model, row: dict) -> None:
 def flush_queued_inserts() -> None:
     """Write the queued rows: one INSERT statement per table."""
     queued = db.session.info.pop("queued_inserts", None)
-    for model, rows in (queued or {}).items():
+    if not queued:
+        return
+    db.session.flush()  # rows may refer to objects that get their ids now
+    for model, rows in queued.items():
+        # A value that is a mapped object stands for its primary key.
+        rows = [{k: (v.id if hasattr(v, "__mapper__") else v) for k, v in row.items()} for row in rows]
         db.session.execute(insert(model), rows)
 
 

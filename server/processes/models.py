@@ -111,6 +111,8 @@ class Timer(db.Model):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
+    instance: Mapped[ProcessInstance] = relationship()
+
 
 class MessageSubscription(db.Model):
     """An instance waiting for a named message, found by (name, correlation key) in one query."""
@@ -125,6 +127,8 @@ class MessageSubscription(db.Model):
     message_name: Mapped[str] = mapped_column(String(200))
     correlation_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    instance: Mapped[ProcessInstance] = relationship()
 
 
 class Incident(db.Model):
@@ -141,6 +145,8 @@ class Incident(db.Model):
     line: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    instance: Mapped[ProcessInstance] = relationship()
 
 
 class AuditEvent(db.Model):

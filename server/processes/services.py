@@ -65,7 +65,7 @@ def record_audit(event: str, instance: ProcessInstance | None = None, *, actor: 
                  client: str | None = None, element_id: str | None = None, data: dict | None = None) -> None:
     """Append one audit event (never updated or deleted); written in one batched INSERT."""
     queue_insert(AuditEvent, {
-        "instance_id": instance.id if instance is not None else None, "event": event, "element_id": element_id,
+        "instance_id": instance, "event": event, "element_id": element_id,  # its id is resolved at flush
         "actor_id": actor.id if actor is not None else None, "client": (client or "")[:300] or None,
         "data": data, "created_at": utcnow(),
     })
@@ -299,15 +299,13 @@ def _apply_result(instance: ProcessInstance, result: RunResult, *, actor: User |
         elif result.completed:
             instance.status = "completed"
             instance.ended_at = now
-        if instance.id is None:
-            db.session.add(instance)
-            db.session.flush()
+        db.session.add(instance)
         incidents = [] if not instance.incident_count else list(db.session.scalars(
             select(Incident).where(Incident.instance_id == instance.id).order_by(Incident.id)))
         if result.incident is not None:
             instance.incident_count = (instance.incident_count or 0) + 1
             info = result.incident
-            incident = Incident(instance_id=instance.id, element_id=info.element_id, task_guid=info.task_guid,
+            incident = Incident(instance=instance, element_id=info.element_id, task_guid=info.task_guid,
                                 message=info.message, line=info.line, created_at=now)
             db.session.add(incident)
             incidents.append(incident)
@@ -344,12 +342,11 @@ def _sync_human_tasks(instance: ProcessInstance, result: RunResult, now, is_new:
             task.due_at = info.due_at
         else:
             task = HumanTask(
-                instance_id=instance.id, task_guid=guid, element_id=info.element_id, name=info.name,
+                instance=instance, task_guid=guid, element_id=info.element_id, name=info.name,
                 lane=info.lane, form_key=info.form_key,
                 candidate_role=info.candidate_role or _role_for_lane(info.lane), due_at=info.due_at,
                 created_at=now, status="open",
             )
-            task.instance = instance
             db.session.add(task)
         current.append(task)
     return current
@@ -376,7 +373,7 @@ def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id
         elif not fired:
             row.cancelled_at = now
     for info in waiting.values():
-        timer = Timer(instance_id=instance.id, task_guid=info.guid, element_id=info.element_id, kind=info.kind,
+        timer = Timer(instance=instance, task_guid=info.guid, element_id=info.element_id, kind=info.kind,
                       due_at=info.due_at, created_at=now)
         db.session.add(timer)
         current.append(timer)
@@ -390,7 +387,7 @@ def _sync_subscriptions(instance: ProcessInstance, result: RunResult, is_new: bo
     for info in result.messages:
         sub = existing.pop((info.guid, info.message_name), None)
         if sub is None:
-            sub = MessageSubscription(instance_id=instance.id, task_guid=info.guid, element_id=info.element_id,
+            sub = MessageSubscription(instance=instance, task_guid=info.guid, element_id=info.element_id,
                                       message_name=info.message_name, correlation_key=instance.business_key)
             db.session.add(sub)
         current.append(sub)
