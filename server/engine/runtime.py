@@ -240,17 +240,19 @@ class Engine:
             incident=incident,
             steps=steps,
         )
-        for task in workflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING):
+        active = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+        for task in workflow.get_tasks(state=active | TaskState.COMPLETED | TaskState.ERROR):  # one walk
             spec = task.task_spec
-            result.active_element_ids.append(spec.bpmn_id or spec.name)
-            if task.state == TaskState.READY and spec.manual:
-                result.human_tasks.append(_human_task(task))
-        for task in workflow.get_tasks(state=TaskState.COMPLETED):
-            result.completed_guids.add(str(task.id))
-            if task.task_spec.bpmn_id:
-                result.completed_element_ids.append(task.task_spec.bpmn_id)
-        for task in workflow.get_tasks(state=TaskState.ERROR):
-            result.error_element_ids.append(task.task_spec.bpmn_id or task.task_spec.name)
+            if task.state & active:
+                result.active_element_ids.append(spec.bpmn_id or spec.name)
+                if task.state == TaskState.READY and spec.manual:
+                    result.human_tasks.append(_human_task(task))
+            elif task.state == TaskState.COMPLETED:
+                result.completed_guids.add(str(task.id))
+                if spec.bpmn_id:
+                    result.completed_element_ids.append(spec.bpmn_id)
+            else:
+                result.error_element_ids.append(spec.bpmn_id or spec.name)
         for task in list(workflow.event_manager.tasks.values()):
             _collect_wait(task, result)
         _set_due_dates(workflow, result)
@@ -262,15 +264,14 @@ class Engine:
         return result
 
     # -- operations ----------------------------------------------------------
-    def start(self, version: VersionRef, data: dict | None = None) -> tuple[dict, RunResult]:
-        """Create an instance; return its initial state (before any step) and the run result."""
+    def start(self, version: VersionRef, data: dict | None = None) -> RunResult:
+        """Create an instance with input data and run it to its first wait."""
         workflow = self._new_workflow(version)
         if data:
             workflow.task_tree.set_data(**data)
             for child in workflow.task_tree.children:
                 child.set_data(**data)
-        initial = self.dump(version, workflow)
-        return initial, self._run(version, workflow, None)
+        return self._run(version, workflow, None)
 
     def describe(self, version: VersionRef, state: dict) -> RunResult:
         """Return the mirrorable view of a saved state without advancing it."""

@@ -242,7 +242,7 @@ def start_instance(process_key: str, data: dict | None = None, *, version: int |
     """Start an instance of the latest (or a given) version and run it to its first wait; returns its view."""
     pv = get_version(process_key, version)
     engine = get_engine()
-    _, result = engine.start(version_ref(pv), data or {})
+    result = engine.start(version_ref(pv), data or {})
     instance = ProcessInstance(
         process_version_id=pv.id, process_key=pv.process_key, business_key=business_key, status="running",
         serializer_version=engine.serializer_version, started_by_id=actor.id if actor else None,
