@@ -59,6 +59,7 @@ def load_config() -> dict:
         "TOKEN_CACHE_SECONDS": _float("FLOWDESK_TOKEN_CACHE_SECONDS", 10.0),
         "API_TOKEN_HOURS": _float("FLOWDESK_API_TOKEN_HOURS", 12.0),
         "REFRESH_TOKEN_DAYS": _float("FLOWDESK_REFRESH_TOKEN_DAYS", 30.0),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # OpenAPI (flask-smorest)

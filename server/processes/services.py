@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import current_app
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
@@ -41,6 +41,22 @@ from .models import (
 )
 
 BUNDLE_SUFFIXES = (".bpmn", ".dmn")
+
+# Hot-path statements are built once: SQLAlchemy then reuses their cache keys and compiled SQL,
+# which saves most of the per-call cost of constructing a select().
+_LATEST_VERSION = (select(ProcessVersion).where(ProcessVersion.process_key == bindparam("key"))
+                   .order_by(ProcessVersion.version.desc()).limit(1))
+_INCIDENTS = select(Incident).where(Incident.instance_id == bindparam("iid")).order_by(Incident.id)
+_OPEN_TASKS = select(HumanTask).where(HumanTask.instance_id == bindparam("iid"), HumanTask.status == "open")
+_PENDING_TIMERS = select(Timer).where(Timer.instance_id == bindparam("iid"), Timer.fired_at.is_(None),
+                                      Timer.cancelled_at.is_(None))
+_SUBSCRIPTIONS = select(MessageSubscription).where(MessageSubscription.instance_id == bindparam("iid"))
+_TASK_WITH_INSTANCE = (select(HumanTask, ProcessInstance)
+                       .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+                       .where(HumanTask.id == bindparam("tid")).options(undefer(ProcessInstance.state)))
+_CLOSE_TASK = (update(HumanTask).where(HumanTask.id == bindparam("tid"), HumanTask.status == "open")
+               .values(status="completed", completed_at=bindparam("at"), completed_by_id=bindparam("by"))
+               .execution_options(synchronize_session=False))
 
 
 # -- engine & helpers ---------------------------------------------------------
@@ -189,10 +205,7 @@ def deploy_directory(path: str | Path | None = None, *, actor: User | None = Non
 
 def latest_version(process_key: str) -> ProcessVersion | None:
     """The newest version of a process, or None."""
-    return db.session.scalars(
-        select(ProcessVersion).where(ProcessVersion.process_key == process_key)
-        .order_by(ProcessVersion.version.desc()).limit(1)
-    ).first()
+    return db.session.scalars(_LATEST_VERSION, {"key": process_key}).first()
 
 
 def get_version(process_key: str, version: int | None = None) -> ProcessVersion:
@@ -300,8 +313,8 @@ def _apply_result(instance: ProcessInstance, result: RunResult, *, actor: User |
             instance.status = "completed"
             instance.ended_at = now
         db.session.add(instance)
-        incidents = [] if not instance.incident_count else list(db.session.scalars(
-            select(Incident).where(Incident.instance_id == instance.id).order_by(Incident.id)))
+        incidents = [] if not instance.incident_count else list(db.session.scalars(_INCIDENTS,
+                                                                                   {"iid": instance.id}))
         if result.incident is not None:
             instance.incident_count = (instance.incident_count or 0) + 1
             info = result.incident
@@ -328,8 +341,7 @@ def _apply_result(instance: ProcessInstance, result: RunResult, *, actor: User |
 
 
 def _sync_human_tasks(instance: ProcessInstance, result: RunResult, now, is_new: bool) -> list[HumanTask]:
-    open_tasks = {} if is_new else {t.task_guid: t for t in db.session.scalars(
-        select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == "open"))}
+    open_tasks = {} if is_new else {t.task_guid: t for t in db.session.scalars(_OPEN_TASKS, {"iid": instance.id})}
     ready = {info.guid: info for info in result.human_tasks}
     current = []
     for guid, task in open_tasks.items():
@@ -353,8 +365,7 @@ def _sync_human_tasks(instance: ProcessInstance, result: RunResult, now, is_new:
 
 
 def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id, is_new: bool) -> list[Timer]:
-    pending = [] if is_new else db.session.scalars(select(Timer).where(
-        Timer.instance_id == instance.id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))).all()
+    pending = [] if is_new else db.session.scalars(_PENDING_TIMERS, {"iid": instance.id}).all()
     waiting = {(t.guid, t.due_at): t for t in result.timers}
     waiting_guids = {t.guid for t in result.timers}
     current = []
@@ -382,7 +393,7 @@ def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id
 
 def _sync_subscriptions(instance: ProcessInstance, result: RunResult, is_new: bool) -> list[MessageSubscription]:
     existing = {} if is_new else {(s.task_guid, s.message_name): s for s in db.session.scalars(
-        select(MessageSubscription).where(MessageSubscription.instance_id == instance.id))}
+        _SUBSCRIPTIONS, {"iid": instance.id})}
     current = []
     for info in result.messages:
         sub = existing.pop((info.guid, info.message_name), None)
@@ -471,9 +482,7 @@ def assign_task(task_id: int, assignee_id: int | None, actor: User, *, client: s
 def complete_task(task_id: int, data: dict, actor: User, *, expected_version: int | None = None,
                   client: str | None = None) -> dict:
     """Validate the form data, complete the task and advance the engine (409 when stale)."""
-    row = db.session.execute(
-        select(HumanTask, ProcessInstance).join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
-        .where(HumanTask.id == task_id).options(undefer(ProcessInstance.state))).first()
+    row = db.session.execute(_TASK_WITH_INSTANCE, {"tid": task_id}).first()
     if row is None:
         raise NotFound(f"task {task_id} does not exist")
     task, instance = row
@@ -491,9 +500,7 @@ def complete_task(task_id: int, data: dict, actor: User, *, expected_version: in
     except TaskNotReady:
         raise Conflict(f"task {task_id} is no longer ready") from None
     # Guarded: only one completion can move the task out of 'open'.
-    done = db.session.execute(update(HumanTask).where(HumanTask.id == task.id, HumanTask.status == "open")
-                              .values(status="completed", completed_at=utcnow(), completed_by_id=actor.id)
-                              .execution_options(synchronize_session=False))
+    done = db.session.execute(_CLOSE_TASK, {"tid": task.id, "at": utcnow(), "by": actor.id})
     if done.rowcount != 1:
         raise Conflict(f"task {task_id} was completed by someone else")
     db.session.expunge(task)  # the row changed under the ORM's feet; drop the stale copy

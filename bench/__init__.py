@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its in-run baseline, its figure and the ratio."""

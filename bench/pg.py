@@ -1,0 +1,52 @@
+"""A throwaway PostgreSQL cluster in a temp dir, for benchmarks (as .ci/run does for tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThrowawayPostgres:
+    """initdb + pg_ctl start on loopback; ``stop()`` removes everything."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(prefix="flowdesk-bench-pg-")
+        self.port = _free_port()
+
+    def _as_pg(self, *args: str) -> None:
+        cmd = list(args)
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> str:
+        """Start the cluster and return a database URL."""
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._as_pg(f"{self.bin}/initdb", "-D", self.dir, "-U", "flowdesk", "--auth=trust", "-E", "UTF8")
+        self._as_pg(f"{self.bin}/pg_ctl", "-D", self.dir, "-l", f"{self.dir}/log", "-w", "-o",
+                    f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200", "start")
+        subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "flowdesk",
+                        "flowdesk_bench"], check=True)
+        return f"postgresql://flowdesk@127.0.0.1:{self.port}/flowdesk_bench"
+
+    def stop(self) -> None:
+        """Stop the cluster and delete its files."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._as_pg(f"{self.bin}/pg_ctl", "-D", self.dir, "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
