@@ -149,3 +149,56 @@ def test_timers_survive_a_killed_worker_and_a_flushed_redis_and_fire_exactly_onc
     with app.app_context():
         statuses = db.session.scalars(select(ProcessInstance.status)).all()
         assert statuses == ["completed"] * 200
+
+
+def test_a_non_interrupting_cycle_timer_fires_each_cycle_once_and_stops_with_its_task(
+        deploy, start, client, designer, poll_timers, run_worker, app):
+    deploy("reminder_cycle.bpmn")
+    with time_machine.travel(START, tick=False) as clock:
+        detail = start("reminder_cycle")
+        assert [t["due_at"][:19] for t in detail["timers"]] == ["2026-03-02T10:00:00"]
+        for hour in (1, 2):
+            clock.move_to(START + timedelta(hours=hour, minutes=1))
+            assert poll_timers() == 1
+            run_worker()
+        view = client.get(f"/api/v1/instances/{detail['instance']['id']}", headers=designer).get_json()
+        assert view["instance"]["status"] == "running"
+        assert [t["due_at"][:19] for t in view["timers"]] == ["2026-03-02T12:00:00"]
+        assert view["data"].get("reminded") is True
+        [task] = view["tasks"]
+        done = client.post(f"/api/v1/tasks/{task['id']}/complete",
+                           json={"data": {}, "version": view["instance"]["version"]}, headers=designer).get_json()
+        assert done["instance"]["status"] == "completed" and done["timers"] == []
+        clock.move_to(START + timedelta(hours=5))
+        assert poll_timers() == 0
+    assert sorted(_fired_counts(app).values()) == [1, 1]
+
+
+def test_a_timer_start_event_waits_then_runs(deploy, start, poll_timers, run_worker, app):
+    deploy("timer_start.bpmn")
+    with time_machine.travel(START, tick=False) as clock:
+        detail = start("timer_start")
+        assert detail["instance"]["status"] == "running"
+        assert detail["timers"][0]["due_at"].startswith("2026-03-02T09:30:00")
+        clock.move_to(START + timedelta(minutes=31))
+        assert poll_timers() == 1
+        run_worker()
+    with app.app_context():
+        instance = db.session.get(ProcessInstance, detail["instance"]["id"])
+        assert instance.status == "completed" and instance.data["worked"] is True
+
+
+def test_a_suspended_instance_keeps_its_timer_until_resumed(deploy, start, client, designer, poll_timers,
+                                                            run_worker, app):
+    deploy("delay.bpmn")
+    with time_machine.travel(START, tick=False) as clock:
+        detail = start("delay")
+        iid = detail["instance"]["id"]
+        client.post(f"/api/v1/instances/{iid}/suspend", json={}, headers=designer)
+        clock.move_to(START + timedelta(minutes=20))
+        assert poll_timers() == 0
+        client.post(f"/api/v1/instances/{iid}/resume", json={}, headers=designer)
+        assert poll_timers() == 1
+        run_worker()
+    with app.app_context():
+        assert db.session.get(ProcessInstance, iid).status == "completed"

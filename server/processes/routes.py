@@ -56,11 +56,18 @@ def list_processes():
     return services.list_processes()
 
 
+_BUNDLE_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": FilesInputSchema},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+}}}
+
+
 @blp.route("/processes", methods=["POST"])
-@blp.arguments(FilesInputSchema, location="json", required=False)
+@blp.doc(**_BUNDLE_BODY)
 @blp.response(201, DeployResultSchema(many=True))
 @roles_required(*DESIGN)
-def deploy(_body=None):
+def deploy():
     """Validate and deploy a bundle of BPMN/DMN files; changed processes get a new version."""
     files = _uploaded_bundle()
     with transaction():
@@ -68,10 +75,10 @@ def deploy(_body=None):
 
 
 @blp.route("/processes/validate", methods=["POST"])
-@blp.arguments(FilesInputSchema, location="json", required=False)
+@blp.doc(**_BUNDLE_BODY)
 @blp.response(200, ValidationResultSchema)
 @roles_required(*DESIGN)
-def validate_bundle(_body=None):
+def validate_bundle():
     """Check a bundle without deploying it (422 with file, element id and line when invalid)."""
     bundle = services.validate_bundle(_uploaded_bundle())
     return {"valid": True, "dialect": bundle.dialect, "processes": bundle.processes}
