@@ -58,6 +58,11 @@ class ProcessInstance(db.Model):
 
     process_version: Mapped[ProcessVersion] = relationship(lazy="joined")
 
+    @property
+    def process_version_number(self) -> int:
+        """The version number of the process this instance runs on."""
+        return self.process_version.version
+
     # SQLAlchemy adds "AND version = :old" to every UPDATE and raises
     # StaleDataError when another writer got there first.
     __mapper_args__ = {"version_id_col": version}
@@ -89,6 +94,11 @@ class HumanTask(db.Model):
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     instance: Mapped[ProcessInstance] = relationship()
+
+    @property
+    def instance_version(self) -> int:
+        """The instance's optimistic-lock version (clients send it back when completing)."""
+        return self.instance.version
 
 
 class Timer(db.Model):

@@ -71,8 +71,7 @@ class HumanTaskSchema(Schema):
     created_at = fields.DateTime()
     completed_at = fields.DateTime(allow_none=True)
     completed_by_id = fields.Integer(allow_none=True)
-    instance_version = fields.Function(lambda t: t.instance.version,
-                                       metadata={"description": "pass back as 'version' when completing"})
+    instance_version = fields.Integer(metadata={"description": "pass back as 'version' when completing"})
 
 
 class InstanceTaskSchema(HumanTaskSchema):
@@ -121,7 +120,7 @@ class SubscriptionSchema(Schema):
 class InstanceSchema(Schema):
     id = fields.Integer()
     process_key = fields.String()
-    process_version = fields.Function(lambda i: i.process_version.version)
+    process_version = fields.Integer(attribute="process_version_number")
     business_key = fields.String(allow_none=True)
     status = fields.String()
     version = fields.Integer(metadata={"description": "optimistic-lock counter; send it back on writes"})

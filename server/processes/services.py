@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from flask import current_app
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
@@ -30,6 +31,7 @@ from ..engine import (
 )
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..extensions import db
+from . import store
 from .models import (
     AuditEvent,
     HumanTask,
@@ -42,23 +44,6 @@ from .models import (
 
 BUNDLE_SUFFIXES = (".bpmn", ".dmn")
 
-# Hot-path statements are built once: SQLAlchemy then reuses their cache keys and compiled SQL,
-# which saves most of the per-call cost of constructing a select().
-_LATEST_VERSION = (select(ProcessVersion).where(ProcessVersion.process_key == bindparam("key"))
-                   .order_by(ProcessVersion.version.desc()).limit(1))
-_INCIDENTS = select(Incident).where(Incident.instance_id == bindparam("iid")).order_by(Incident.id)
-_OPEN_TASKS = select(HumanTask).where(HumanTask.instance_id == bindparam("iid"), HumanTask.status == "open")
-_PENDING_TIMERS = select(Timer).where(Timer.instance_id == bindparam("iid"), Timer.fired_at.is_(None),
-                                      Timer.cancelled_at.is_(None))
-_SUBSCRIPTIONS = select(MessageSubscription).where(MessageSubscription.instance_id == bindparam("iid"))
-_TASK_WITH_INSTANCE = (select(HumanTask, ProcessInstance)
-                       .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
-                       .where(HumanTask.id == bindparam("tid")).options(undefer(ProcessInstance.state)))
-_CLOSE_TASK = (update(HumanTask).where(HumanTask.id == bindparam("tid"), HumanTask.status == "open")
-               .values(status="completed", completed_at=bindparam("at"), completed_by_id=bindparam("by"))
-               .execution_options(synchronize_session=False))
-
-
 # -- engine & helpers ---------------------------------------------------------
 def get_engine() -> Engine:
     """The app's engine (one per process; holds the per-version spec cache)."""
@@ -70,20 +55,25 @@ def get_engine() -> Engine:
     return engine
 
 
-def version_ref(pv: ProcessVersion) -> VersionRef:
-    """Describe a stored version to the engine; files load only on a spec-cache miss."""
-    version_id = pv.id
-    return VersionRef(pv.id, pv.process_key, pv.dialect,
+def version_ref(version_id: int, process_key: str, dialect: str) -> VersionRef:
+    """Describe a stored version to the engine; its files load only on a spec-cache miss."""
+    return VersionRef(version_id, process_key, dialect,
                       lambda: db.session.get(ProcessVersion, version_id, options=[undefer(ProcessVersion.files)]).files)
 
 
-def record_audit(event: str, instance: ProcessInstance | None = None, *, actor: User | None = None,
-                 client: str | None = None, element_id: str | None = None, data: dict | None = None) -> None:
+def _ref(instance) -> VersionRef:
+    return version_ref(instance.process_version_id, instance.process_key, instance.dialect)
+
+
+def record_audit(event: str, instance=None, *, actor: User | None = None, client: str | None = None,
+                 element_id: str | None = None, data: dict | None = None) -> None:
     """Append one audit event (never updated or deleted); written in one batched INSERT."""
+    instance_id = getattr(instance, "id", None)
     queue_insert(AuditEvent, {
-        "instance_id": instance, "event": event, "element_id": element_id,  # its id is resolved at flush
-        "actor_id": actor.id if actor is not None else None, "client": (client or "")[:300] or None,
-        "data": data, "created_at": utcnow(),
+        # A pending ORM object gets its id at flush; queue_insert resolves it then.
+        "instance_id": instance_id if instance_id is not None or instance is None else instance,
+        "event": event, "element_id": element_id, "actor_id": actor.id if actor is not None else None,
+        "client": (client or "")[:300] or None, "data": data, "created_at": utcnow(),
     })
 
 
@@ -205,7 +195,8 @@ def deploy_directory(path: str | Path | None = None, *, actor: User | None = Non
 
 def latest_version(process_key: str) -> ProcessVersion | None:
     """The newest version of a process, or None."""
-    return db.session.scalars(_LATEST_VERSION, {"key": process_key}).first()
+    return db.session.scalars(select(ProcessVersion).where(ProcessVersion.process_key == process_key)
+                              .order_by(ProcessVersion.version.desc()).limit(1)).first()
 
 
 def get_version(process_key: str, version: int | None = None) -> ProcessVersion:
@@ -253,18 +244,21 @@ def start_instance(process_key: str, data: dict | None = None, *, version: int |
                    business_key: str | None = None, actor: User | None = None,
                    client: str | None = None) -> dict:
     """Start an instance of the latest (or a given) version and run it to its first wait; returns its view."""
-    pv = get_version(process_key, version)
+    pv = store.version_row(process_key, version)
+    if pv is None:
+        raise NotFound(f"process '{process_key}'" + (f" version {version}" if version else "") + " is not deployed")
     engine = get_engine()
-    result = engine.start(version_ref(pv), data or {})
-    instance = ProcessInstance(
-        process_version_id=pv.id, process_key=pv.process_key, business_key=business_key, status="running",
-        serializer_version=engine.serializer_version, started_by_id=actor.id if actor else None,
+    result = engine.start(version_ref(pv.id, pv.process_key, pv.dialect), data or {})
+    now = utcnow()
+    instance = SimpleNamespace(
+        id=None, process_version_id=pv.id, process_key=pv.process_key, process_version_number=pv.version,
+        dialect=pv.dialect, business_key=business_key, status="running", version=0, state=None, data={},
+        active_element_ids=[], incident_count=0, serializer_version=engine.serializer_version,
+        started_by_id=actor.id if actor else None, started_at=now, updated_at=now, ended_at=None,
     )
-    instance.process_version = pv
     view = _apply_result(instance, result, actor=actor, client=client, is_new=True)
     record_audit("started", instance, actor=actor, client=client,
                  data={"version": pv.version, "input": data or {}, "business_key": business_key})
-    _flush()
     return view
 
 
@@ -294,81 +288,94 @@ def _require_version(instance: ProcessInstance, expected_version: int | None) ->
                        "reload and try again", current_version=instance.version)
 
 
-def _apply_result(instance: ProcessInstance, result: RunResult, *, actor: User | None = None,
-                  client: str | None = None, fired_timer_id: int | None = None, is_new: bool = False,
-                  completed_guid: str | None = None) -> dict:
-    """Persist a run: state, status, and the mirrored tasks, timers, subscriptions, incident.
+def _load_instance(instance_id: int):
+    instance = store.load_instance(instance_id)
+    if instance is None:
+        raise NotFound(f"instance {instance_id} does not exist")
+    return instance
 
-    Returns the instance view, built from what was just written (no re-reading).
-    """
+
+_INSTANCE_FIELDS = ("state", "data", "active_element_ids", "status", "ended_at", "incident_count", "updated_at")
+
+
+def _apply_result(instance, result: RunResult, *, actor: User | None = None, client: str | None = None,
+                  fired_timer_id: int | None = None, is_new: bool = False, completed_guid: str | None = None) -> dict:
+    """Persist a run: the instance row (guarded by its version), then the mirrored tasks, timers,
+    subscriptions and incident. Returns the instance view, built from what was just written."""
     now = utcnow()
-    # Set every instance field first and read without autoflush, so the instance row is written once.
-    with db.session.no_autoflush:
-        instance.state = result.state
-        instance.data = result.data
-        instance.active_element_ids = result.active_element_ids
-        if result.incident is not None:
-            instance.status = "error"
-        elif result.completed:
-            instance.status = "completed"
-            instance.ended_at = now
-        db.session.add(instance)
-        incidents = [] if not instance.incident_count else list(db.session.scalars(_INCIDENTS,
-                                                                                   {"iid": instance.id}))
-        if result.incident is not None:
-            instance.incident_count = (instance.incident_count or 0) + 1
-            info = result.incident
-            incident = Incident(instance=instance, element_id=info.element_id, task_guid=info.task_guid,
-                                message=info.message, line=info.line, created_at=now)
-            db.session.add(incident)
-            incidents.append(incident)
-            record_audit("error", instance, actor=actor, client=client, element_id=info.element_id,
-                         data={"message": info.message, "line": info.line})
-        elif result.completed:
-            record_audit("completed", instance, actor=actor, client=client)
-        view = {
-            "instance": instance,
-            "tasks": _sync_human_tasks(instance, result, now, is_new or not (result.human_guids_before or set())
-                                       - ({completed_guid} if completed_guid else set())),
-            "timers": _sync_timers(instance, result, now, actor, client, fired_timer_id,
-                                   is_new or not result.had_timers),
-            "messages": _sync_subscriptions(instance, result, is_new or not result.had_messages),
-            "incidents": incidents,
-        }
+    instance.state, instance.data = result.state, result.data
+    instance.active_element_ids = result.active_element_ids
+    instance.updated_at = now
+    if result.incident is not None:
+        instance.status = "error"
+        instance.incident_count += 1
+    elif result.completed:
+        instance.status, instance.ended_at = "completed", now
+    values = {name: getattr(instance, name) for name in _INSTANCE_FIELDS}
+    if is_new:
+        instance.version = 1
+        instance.id = store.insert_instance({
+            **values, "version": 1, "process_version_id": instance.process_version_id,
+            "process_key": instance.process_key, "business_key": instance.business_key,
+            "serializer_version": instance.serializer_version, "started_by_id": instance.started_by_id,
+            "started_at": instance.started_at})
+    elif store.update_instance(instance.id, instance.version, values):
+        instance.version += 1
+    else:
+        raise Conflict("the instance was changed by someone else; reload and try again")
+    incidents = store.incidents(instance.id) if instance.incident_count > (result.incident is not None) else []
+    if result.incident is not None:
+        info = result.incident
+        row = {"instance_id": instance.id, "element_id": info.element_id, "task_guid": info.task_guid,
+               "message": info.message, "line": info.line, "created_at": now, "resolved_at": None}
+        incidents.append(SimpleNamespace(id=store.insert_row("incidents", row), **row))
+        record_audit("error", instance, actor=actor, client=client, element_id=info.element_id,
+                     data={"message": info.message, "line": info.line})
+    elif result.completed:
+        record_audit("completed", instance, actor=actor, client=client)
+    other_tasks_before = (result.human_guids_before or set()) - {completed_guid}
+    view = {
+        "instance": instance,
+        "tasks": _sync_human_tasks(instance, result, now, check_existing=not is_new and bool(other_tasks_before)),
+        "timers": _sync_timers(instance, result, now, actor, client, fired_timer_id,
+                               check_existing=not is_new and result.had_timers),
+        "messages": _sync_subscriptions(instance, result, check_existing=not is_new and result.had_messages),
+        "incidents": incidents,
+    }
     for message in result.thrown_messages:
         record_audit("message_thrown", instance, data=message)
     return view
 
 
-def _sync_human_tasks(instance: ProcessInstance, result: RunResult, now, is_new: bool) -> list[HumanTask]:
-    open_tasks = {} if is_new else {t.task_guid: t for t in db.session.scalars(_OPEN_TASKS, {"iid": instance.id})}
+def _sync_human_tasks(instance, result: RunResult, now, check_existing: bool) -> list:
+    open_tasks = {t.task_guid: t for t in store.open_tasks(instance.id)} if check_existing else {}
     ready = {info.guid: info for info in result.human_tasks}
+    store.update_rows("human_tasks", [t.id for g, t in open_tasks.items() if g not in ready],
+                      status="cancelled", completed_at=now)
     current = []
-    for guid, task in open_tasks.items():
-        if guid not in ready:
-            task.status = "cancelled"
-            task.completed_at = now
     for guid, info in ready.items():
         task = open_tasks.get(guid)
         if task is not None:
-            task.due_at = info.due_at
+            if task.due_at != info.due_at:
+                store.update_rows("human_tasks", [task.id], due_at=info.due_at)
+                task.due_at = info.due_at
         else:
-            task = HumanTask(
-                instance=instance, task_guid=guid, element_id=info.element_id, name=info.name,
-                lane=info.lane, form_key=info.form_key,
-                candidate_role=info.candidate_role or _role_for_lane(info.lane), due_at=info.due_at,
-                created_at=now, status="open",
-            )
-            db.session.add(task)
+            row = {"instance_id": instance.id, "task_guid": guid, "element_id": info.element_id, "name": info.name,
+                   "lane": info.lane, "form_key": info.form_key,
+                   "candidate_role": info.candidate_role or _role_for_lane(info.lane), "assignee_id": None,
+                   "status": "open", "due_at": info.due_at, "created_at": now, "completed_at": None,
+                   "completed_by_id": None}
+            task = SimpleNamespace(id=store.insert_row("human_tasks", row), **row)
+        task.instance_version = instance.version
         current.append(task)
     return current
 
 
-def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id, is_new: bool) -> list[Timer]:
-    pending = [] if is_new else db.session.scalars(_PENDING_TIMERS, {"iid": instance.id}).all()
+def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id, check_existing: bool) -> list:
+    pending = store.pending_timers(instance.id) if check_existing else []
     waiting = {(t.guid, t.due_at): t for t in result.timers}
     waiting_guids = {t.guid for t in result.timers}
-    current = []
+    current, fired_ids, cancelled_ids = [], [], []
     for row in pending:
         key = (row.task_guid, row.due_at)
         if key in waiting:
@@ -378,32 +385,32 @@ def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id
         # Gone from the waits: it fired inside this run (task completed, or a cycle moved on), or it was cancelled.
         fired = row.due_at <= now and (row.task_guid in result.completed_guids or row.task_guid in waiting_guids)
         if fired and row.id != fired_timer_id:
-            row.fired_at = now
+            fired_ids.append(row.id)
             record_audit("timer_fired", instance, actor=actor, client=client, element_id=row.element_id,
                          data={"timer_id": row.id, "due_at": row.due_at.isoformat()})
         elif not fired:
-            row.cancelled_at = now
+            cancelled_ids.append(row.id)
+    store.update_rows("timers", fired_ids, fired_at=now)
+    store.update_rows("timers", cancelled_ids, cancelled_at=now)
     for info in waiting.values():
-        timer = Timer(instance=instance, task_guid=info.guid, element_id=info.element_id, kind=info.kind,
-                      due_at=info.due_at, created_at=now)
-        db.session.add(timer)
-        current.append(timer)
+        row = {"instance_id": instance.id, "task_guid": info.guid, "element_id": info.element_id, "kind": info.kind,
+               "due_at": info.due_at, "created_at": now, "fired_at": None, "cancelled_at": None, "attempts": 0}
+        current.append(SimpleNamespace(id=store.insert_row("timers", row), **row))
     return current
 
 
-def _sync_subscriptions(instance: ProcessInstance, result: RunResult, is_new: bool) -> list[MessageSubscription]:
-    existing = {} if is_new else {(s.task_guid, s.message_name): s for s in db.session.scalars(
-        _SUBSCRIPTIONS, {"iid": instance.id})}
+def _sync_subscriptions(instance, result: RunResult, check_existing: bool) -> list:
+    existing = {(s.task_guid, s.message_name): s for s in store.subscriptions(instance.id)} if check_existing else {}
     current = []
     for info in result.messages:
         sub = existing.pop((info.guid, info.message_name), None)
         if sub is None:
-            sub = MessageSubscription(instance=instance, task_guid=info.guid, element_id=info.element_id,
-                                      message_name=info.message_name, correlation_key=instance.business_key)
-            db.session.add(sub)
+            row = {"instance_id": instance.id, "task_guid": info.guid, "element_id": info.element_id,
+                   "message_name": info.message_name, "correlation_key": instance.business_key,
+                   "created_at": utcnow()}
+            sub = SimpleNamespace(id=store.insert_row("message_subscriptions", row), **row)
         current.append(sub)
-    for sub in existing.values():
-        db.session.delete(sub)
+    store.delete_rows("message_subscriptions", [sub.id for sub in existing.values()])
     return current
 
 
@@ -482,33 +489,28 @@ def assign_task(task_id: int, assignee_id: int | None, actor: User, *, client: s
 def complete_task(task_id: int, data: dict, actor: User, *, expected_version: int | None = None,
                   client: str | None = None) -> dict:
     """Validate the form data, complete the task and advance the engine (409 when stale)."""
-    row = db.session.execute(_TASK_WITH_INSTANCE, {"tid": task_id}).first()
-    if row is None:
+    task = store.load_task(task_id)
+    if task is None:
         raise NotFound(f"task {task_id} does not exist")
-    task, instance = row
     if task.status != "open":
         raise Conflict(f"task {task_id} is already {task.status}")
     if not can_act_on(task, actor):
         raise PermissionDenied("this task is assigned to someone else or needs another role")
+    instance = _load_instance(task.instance_id)
     if instance.status != "running":
         raise Conflict(f"instance {instance.id} is {instance.status}; the task cannot be completed now")
     _require_version(instance, expected_version)
     validate_form_data(task.form_key, data)
     try:
-        result = get_engine().complete_task(version_ref(instance.process_version), instance.state,
-                                            task.task_guid, data)
+        result = get_engine().complete_task(_ref(instance), instance.state, task.task_guid, data)
     except TaskNotReady:
         raise Conflict(f"task {task_id} is no longer ready") from None
     # Guarded: only one completion can move the task out of 'open'.
-    done = db.session.execute(_CLOSE_TASK, {"tid": task.id, "at": utcnow(), "by": actor.id})
-    if done.rowcount != 1:
+    if not store.close_task(task.id, actor.id, utcnow()):
         raise Conflict(f"task {task_id} was completed by someone else")
-    db.session.expunge(task)  # the row changed under the ORM's feet; drop the stale copy
     record_audit("task_completed", instance, actor=actor, client=client, element_id=task.element_id,
                  data={"task_id": task.id, "data": data})
-    view = _apply_result(instance, result, actor=actor, client=client, completed_guid=task.task_guid)
-    _flush()
-    return view
+    return _apply_result(instance, result, actor=actor, client=client, completed_guid=task.task_guid)
 
 
 # -- timers ---------------------------------------------------------------------
@@ -522,27 +524,21 @@ def fire_timer(timer_id: int) -> bool:
     Returns False (and changes nothing) when it already fired, was cancelled, is not due,
     or its instance is not running.
     """
-    timer = db.session.get(Timer, timer_id)
+    timer = store.load_timer(timer_id)
     if timer is None or timer.fired_at is not None or timer.cancelled_at is not None:
         return False
     now = utcnow()
     if timer.due_at > now:
         return False
-    instance = get_instance(timer.instance_id, with_state=True)
-    if instance.status != "running":
+    instance = _load_instance(timer.instance_id)
+    if instance.status != "running" or not store.claim_timer(timer_id, now):
         return False
-    claimed = db.session.execute(
-        update(Timer).where(Timer.id == timer_id, Timer.fired_at.is_(None), Timer.cancelled_at.is_(None))
-        .values(fired_at=now, attempts=Timer.attempts + 1).execution_options(synchronize_session=False))
-    if claimed.rowcount != 1:
-        return False
-    result = get_engine().fire_timers(version_ref(instance.process_version), instance.state)
+    result = get_engine().fire_timers(_ref(instance), instance.state)
     if any(t.guid == timer.task_guid and t.due_at == timer.due_at for t in result.timers):
         raise TimerNotDue(timer_id)
     record_audit("timer_fired", instance, element_id=timer.element_id,
                  data={"timer_id": timer.id, "due_at": timer.due_at.isoformat()})
     _apply_result(instance, result, fired_timer_id=timer.id)
-    _flush()
     return True
 
 
@@ -570,12 +566,11 @@ def deliver_message(name: str, correlation_key: str | None, payload: dict | None
                        + (f" with key '{correlation_key}'" if correlation_key is not None else ""))
     delivered = []
     for instance_id in instance_ids:
-        instance = get_instance(instance_id, with_state=True)
+        instance = _load_instance(instance_id)
         if instance.status != "running":
             continue
         try:
-            result = get_engine().deliver_message(version_ref(instance.process_version), instance.state, name,
-                                                  payload or {})
+            result = get_engine().deliver_message(_ref(instance), instance.state, name, payload or {})
         except NoMessageWaiting:
             continue
         record_audit("message_received", instance, actor=actor, client=client,
@@ -584,7 +579,6 @@ def deliver_message(name: str, correlation_key: str | None, payload: dict | None
         delivered.append(instance_id)
     if not delivered:
         raise Conflict(f"the instances waiting for '{name}' cannot take it now (suspended or in error)")
-    _flush()
     return delivered
 
 
@@ -625,7 +619,8 @@ def terminate_instance(instance_id: int, actor: User, *, expected_version: int |
     if instance.status in ("completed", "terminated"):
         raise Conflict(f"instance {instance_id} is already {instance.status}")
     now = utcnow()
-    instance.state = get_engine().cancel(version_ref(instance.process_version), instance.state)
+    instance.state = get_engine().cancel(version_ref(instance.process_version_id, instance.process_key,
+                                                     instance.process_version.dialect), instance.state)
     instance.status = "terminated"
     instance.ended_at = now
     instance.active_element_ids = []
@@ -644,20 +639,16 @@ def terminate_instance(instance_id: int, actor: User, *, expected_version: int |
 def retry_instance(instance_id: int, actor: User, *, data: dict | None = None,
                    expected_version: int | None = None, client: str | None = None) -> dict:
     """Re-run the failed step of an instance in error, optionally with corrected data."""
-    instance = get_instance(instance_id, with_state=True)
+    instance = _load_instance(instance_id)
     _require_version(instance, expected_version)
     if instance.status != "error":
         raise Conflict(f"instance {instance_id} is {instance.status}, not in error")
-    now = utcnow()
-    for incident in db.session.scalars(select(Incident).where(Incident.instance_id == instance_id,
-                                                              Incident.resolved_at.is_(None))):
-        incident.resolved_at = now
+    result = get_engine().retry(_ref(instance), instance.state, data)
+    store.update_rows("incidents", [i.id for i in store.incidents(instance_id) if i.resolved_at is None],
+                      resolved_at=utcnow())
     instance.status = "running"
     record_audit("retried", instance, actor=actor, client=client, data={"data": data or {}})
-    result = get_engine().retry(version_ref(instance.process_version), instance.state, data)
-    view = _apply_result(instance, result, actor=actor, client=client)
-    _flush()
-    return view
+    return _apply_result(instance, result, actor=actor, client=client)
 
 
 # -- read side ------------------------------------------------------------------------
