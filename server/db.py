@@ -69,11 +69,23 @@ def flush_queued_inserts() -> None:
     queued = db.session.info.pop("queued_inserts", None)
     if not queued:
         return
-    db.session.flush()  # rows may refer to objects that get their ids now
+    if db.session.new or db.session.dirty:
+        db.session.flush()  # rows may refer to objects that get their ids now
+    connection = db.session.connection()
     for model, rows in queued.items():
         # A value that is a mapped object stands for its primary key.
         rows = [{k: (v.id if hasattr(v, "__mapper__") else v) for k, v in row.items()} for row in rows]
-        db.session.execute(insert(model), rows)
+        connection.execute(_insert_statement(model), rows)
+
+
+_insert_statements: dict = {}
+
+
+def _insert_statement(model):
+    # Built once per table so SQLAlchemy reuses its compiled form.
+    if model not in _insert_statements:
+        _insert_statements[model] = insert(model.__table__)
+    return _insert_statements[model]
 
 
 @contextmanager

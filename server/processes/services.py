@@ -295,9 +295,6 @@ def _load_instance(instance_id: int):
     return instance
 
 
-_INSTANCE_FIELDS = ("state", "data", "active_element_ids", "status", "ended_at", "incident_count", "updated_at")
-
-
 def _apply_result(instance, result: RunResult, *, actor: User | None = None, client: str | None = None,
                   fired_timer_id: int | None = None, is_new: bool = False, completed_guid: str | None = None) -> dict:
     """Persist a run: the instance row (guarded by its version), then the mirrored tasks, timers,
@@ -311,7 +308,7 @@ def _apply_result(instance, result: RunResult, *, actor: User | None = None, cli
         instance.incident_count += 1
     elif result.completed:
         instance.status, instance.ended_at = "completed", now
-    values = {name: getattr(instance, name) for name in _INSTANCE_FIELDS}
+    values = {name: getattr(instance, name) for name in store.RUN_FIELDS}
     if is_new:
         instance.version = 1
         instance.id = store.insert_instance({

@@ -36,6 +36,11 @@ _VERSION_BY_NUMBER = select(_versions.c.id, _versions.c.process_key, _versions.c
 _LATEST_VERSION = (select(_versions.c.id, _versions.c.process_key, _versions.c.version, _versions.c.dialect)
                    .where(_versions.c.process_key == bindparam("key")).order_by(_versions.c.version.desc()).limit(1))
 _INSERT_INSTANCE = insert(_instances).returning(_instances.c.id)
+# Every engine run rewrites the same columns; "seen" is the version the caller read (optimistic lock).
+RUN_FIELDS = ("state", "data", "active_element_ids", "status", "ended_at", "incident_count", "updated_at")
+_UPDATE_INSTANCE = (update(_instances)
+                    .where(_instances.c.id == bindparam("iid"), _instances.c.version == bindparam("seen"))
+                    .values(version=bindparam("next"), **{name: bindparam(f"v_{name}") for name in RUN_FIELDS}))
 _OPEN_TASKS = select(_tasks).where(_tasks.c.instance_id == bindparam("iid"), _tasks.c.status == "open")
 _INSERT_TASK = insert(_tasks).returning(_tasks.c.id)
 _CLOSE_TASK = (update(_tasks).where(_tasks.c.id == bindparam("tid"), _tasks.c.status == "open")
@@ -89,10 +94,10 @@ def insert_instance(values: dict) -> int:
 
 
 def update_instance(instance_id: int, seen_version: int, values: dict) -> bool:
-    """Write an instance only if it is still at ``seen_version`` (optimistic lock); bumps the version."""
-    statement = (update(_instances).where(_instances.c.id == instance_id, _instances.c.version == seen_version)
-                 .values(version=seen_version + 1, **values))
-    return _conn().execute(statement).rowcount == 1
+    """Write the run fields of an instance only if it is still at ``seen_version``; bumps the version."""
+    params = {"iid": instance_id, "seen": seen_version, "next": seen_version + 1,
+              **{f"v_{name}": values[name] for name in RUN_FIELDS}}
+    return _conn().execute(_UPDATE_INSTANCE, params).rowcount == 1
 
 
 def open_tasks(instance_id: int) -> list[SimpleNamespace]:
