@@ -117,10 +117,8 @@ class RunResult:
     timers: list[TimerInfo] = field(default_factory=list)
     messages: list[MessageWaitInfo] = field(default_factory=list)
     active_element_ids: list[str] = field(default_factory=list)
-    completed_element_ids: list[str] = field(default_factory=list)
-    error_element_ids: list[str] = field(default_factory=list)
     thrown_messages: list[dict] = field(default_factory=list)
-    completed_guids: set[str] = field(default_factory=set)
+    fired_timer_guids: set[str] = field(default_factory=set)
     # What the state waited on before this run (False lets callers skip looking for stale mirror rows).
     human_guids_before: set[str] | None = None
     had_timers: bool = True
@@ -219,6 +217,8 @@ class Engine:
                 raise RunLimitExceeded(f"the run exceeded {self.time_limit:g} seconds", task)
 
         before = _waits_of(workflow)
+        timer_tasks = [t for t in workflow.event_manager.tasks.values()
+                       if type(t.task_spec.event_definition).__name__ in TIMER_EVENT_TYPES]
         incident = None
         try:
             if action is not None:
@@ -230,6 +230,7 @@ class Engine:
             incident = _incident_from(err, workflow, current["task"])
         result = self._result(version, workflow, incident, steps)
         result.human_guids_before, result.had_timers, result.had_messages = before
+        result.fired_timer_guids = {str(t.id) for t in timer_tasks if t.state == TaskState.COMPLETED}
         return result
 
     def _result(self, version, workflow, incident, steps) -> RunResult:
@@ -240,19 +241,11 @@ class Engine:
             incident=incident,
             steps=steps,
         )
-        active = TaskState.READY | TaskState.STARTED | TaskState.WAITING
-        for task in workflow.get_tasks(state=active | TaskState.COMPLETED | TaskState.ERROR):  # one walk
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING):
             spec = task.task_spec
-            if task.state & active:
-                result.active_element_ids.append(spec.bpmn_id or spec.name)
-                if task.state == TaskState.READY and spec.manual:
-                    result.human_tasks.append(_human_task(task))
-            elif task.state == TaskState.COMPLETED:
-                result.completed_guids.add(str(task.id))
-                if spec.bpmn_id:
-                    result.completed_element_ids.append(spec.bpmn_id)
-            else:
-                result.error_element_ids.append(spec.bpmn_id or spec.name)
+            result.active_element_ids.append(spec.bpmn_id or spec.name)
+            if task.state == TaskState.READY and spec.manual:
+                result.human_tasks.append(_human_task(task))
         for task in list(workflow.event_manager.tasks.values()):
             _collect_wait(task, result)
         _set_due_dates(workflow, result)
@@ -260,7 +253,6 @@ class Engine:
             result.thrown_messages.append({"name": getattr(event.event_definition, "name", None),
                                            "payload": _json_safe(event.payload)})
         result.active_element_ids = sorted({e for e in result.active_element_ids if e})
-        result.completed_element_ids = sorted(set(result.completed_element_ids))
         return result
 
     # -- operations ----------------------------------------------------------

@@ -380,7 +380,7 @@ def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id
             waiting.pop(key)
             continue
         # Gone from the waits: it fired inside this run (task completed, or a cycle moved on), or it was cancelled.
-        fired = row.due_at <= now and (row.task_guid in result.completed_guids or row.task_guid in waiting_guids)
+        fired = row.due_at <= now and (row.task_guid in result.fired_timer_guids or row.task_guid in waiting_guids)
         if fired and row.id != fired_timer_id:
             fired_ids.append(row.id)
             record_audit("timer_fired", instance, actor=actor, client=client, element_id=row.element_id,
@@ -486,14 +486,14 @@ def assign_task(task_id: int, assignee_id: int | None, actor: User, *, client: s
 def complete_task(task_id: int, data: dict, actor: User, *, expected_version: int | None = None,
                   client: str | None = None) -> dict:
     """Validate the form data, complete the task and advance the engine (409 when stale)."""
-    task = store.load_task(task_id)
-    if task is None:
+    loaded = store.load_task_with_instance(task_id)
+    if loaded is None:
         raise NotFound(f"task {task_id} does not exist")
+    task, instance = loaded
     if task.status != "open":
         raise Conflict(f"task {task_id} is already {task.status}")
     if not can_act_on(task, actor):
         raise PermissionDenied("this task is assigned to someone else or needs another role")
-    instance = _load_instance(task.instance_id)
     if instance.status != "running":
         raise Conflict(f"instance {instance.id} is {instance.status}; the task cannot be completed now")
     _require_version(instance, expected_version)

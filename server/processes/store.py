@@ -30,7 +30,12 @@ _LOAD_INSTANCE = (select(*_INSTANCE_COLUMNS, _instances.c.state, _versions.c.ver
                          _versions.c.dialect)
                   .join(_versions, _versions.c.id == _instances.c.process_version_id)
                   .where(_instances.c.id == bindparam("iid")))
-_LOAD_TASK = select(_tasks).where(_tasks.c.id == bindparam("tid"))
+_LOAD_TASK_WITH_INSTANCE = (
+    select(*[c.label(f"task__{c.name}") for c in _tasks.c], *_INSTANCE_COLUMNS, _instances.c.state,
+           _versions.c.version.label("process_version_number"), _versions.c.dialect)
+    .join(_instances, _instances.c.id == _tasks.c.instance_id)
+    .join(_versions, _versions.c.id == _instances.c.process_version_id)
+    .where(_tasks.c.id == bindparam("tid")))
 _VERSION_BY_NUMBER = select(_versions.c.id, _versions.c.process_key, _versions.c.version, _versions.c.dialect).where(
     _versions.c.process_key == bindparam("key"), _versions.c.version == bindparam("number"))
 _LATEST_VERSION = (select(_versions.c.id, _versions.c.process_key, _versions.c.version, _versions.c.dialect)
@@ -83,9 +88,18 @@ def load_instance(instance_id: int) -> SimpleNamespace | None:
     return _one(_LOAD_INSTANCE, {"iid": instance_id})
 
 
-def load_task(task_id: int) -> SimpleNamespace | None:
-    """A human task row."""
-    return _one(_LOAD_TASK, {"tid": task_id})
+def load_task_with_instance(task_id: int) -> tuple[SimpleNamespace, SimpleNamespace] | None:
+    """A human task row and its instance (with state), in one query."""
+    row = _conn().execute(_LOAD_TASK_WITH_INSTANCE, {"tid": task_id}).first()
+    if row is None:
+        return None
+    task, instance = {}, {}
+    for key, value in row._mapping.items():
+        if key.startswith("task__"):
+            task[key.removeprefix("task__")] = value
+        else:
+            instance[key] = value
+    return SimpleNamespace(**task), SimpleNamespace(**instance)
 
 
 def insert_instance(values: dict) -> int:
