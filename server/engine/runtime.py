@@ -241,14 +241,18 @@ class Engine:
             incident=incident,
             steps=steps,
         )
-        for task in workflow.get_tasks(state=TaskState.READY | TaskState.STARTED | TaskState.WAITING):
+        active = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+        for task in _all_tasks(workflow):
+            if not task.state & active:
+                continue
             spec = task.task_spec
             result.active_element_ids.append(spec.bpmn_id or spec.name)
             if task.state == TaskState.READY and spec.manual:
                 result.human_tasks.append(_human_task(task))
         for task in list(workflow.event_manager.tasks.values()):
             _collect_wait(task, result)
-        _set_due_dates(workflow, result)
+        if result.timers and result.human_tasks:
+            _set_due_dates(workflow, result)
         for event in workflow.get_events():
             result.thrown_messages.append({"name": getattr(event.event_definition, "name", None),
                                            "payload": _json_safe(event.payload)})
@@ -364,9 +368,16 @@ def _set_due_dates(workflow: BpmnWorkflow, result: RunResult) -> None:
         info.due_at = min(dues) if dues else None
 
 
+def _all_tasks(workflow: BpmnWorkflow):
+    """Every task of a workflow and its subprocesses (a flat scan: cheaper than walking the tree)."""
+    yield from workflow.tasks.values()
+    for subprocess in workflow.subprocesses.values():
+        yield from subprocess.tasks.values()
+
+
 def _waits_of(workflow: BpmnWorkflow) -> tuple[set[str], bool, bool]:
     """A workflow's ready human tasks, and whether it waits for timers and for messages."""
-    humans = {str(t.id) for t in workflow.get_tasks(state=TaskState.READY) if t.task_spec.manual}
+    humans = {str(t.id) for t in _all_tasks(workflow) if t.state == TaskState.READY and t.task_spec.manual}
     waits = [t.task_spec.event_definition for t in workflow.event_manager.tasks.values()]
     timers = any(type(d).__name__ in TIMER_EVENT_TYPES or not isinstance(d, MessageEventDefinition) for d in waits)
     messages = any(isinstance(d, MessageEventDefinition) for d in waits)
