@@ -132,6 +132,32 @@ def test_a_failing_script_becomes_an_incident_and_can_be_retried_with_a_data_fix
     assert after["incidents"][0]["resolved_at"] is not None
 
 
+def test_an_incident_can_be_retried_on_a_fixed_redeployed_version(deploy, start, client, designer):
+    deploy("failing_script.bpmn")
+    detail = start("failing_script", {"divisor": 0})
+    fixed = (Path(__file__).parent / "bpmn" / "failing_script.bpmn").read_text().replace(
+        "share = 100 / divisor", "share = 100 / divisor if divisor else 0")
+    assert deploy(files={"failing_script.bpmn": fixed})[0]["version"] == 2
+    response = client.post(f"/api/v1/instances/{detail['instance']['id']}/retry",
+                           json={"to_latest": True, "version": detail["instance"]["version"]}, headers=designer)
+    assert response.status_code == 200, response.get_json()
+    after = response.get_json()
+    assert after["instance"]["status"] == "running" and after["instance"]["process_version"] == 2
+    assert after["data"]["share"] == 0
+
+
+def test_a_retry_onto_a_version_missing_reached_elements_is_refused(deploy, start, client, designer):
+    deploy("failing_script.bpmn")
+    detail = start("failing_script", {"divisor": 0})
+    renamed = (Path(__file__).parent / "bpmn" / "failing_script.bpmn").read_text().replace('"divide"', '"split"')
+    deploy(files={"failing_script.bpmn": renamed})
+    response = client.post(f"/api/v1/instances/{detail['instance']['id']}/retry", json={"to_latest": True},
+                           headers=designer)
+    assert response.status_code == 409 and "divide" in response.get_json()["detail"]
+    again = client.get(f"/api/v1/instances/{detail['instance']['id']}", headers=designer).get_json()
+    assert again["instance"]["status"] == "error" and again["instance"]["process_version"] == 1
+
+
 def test_other_instances_are_unaffected_by_an_incident(deploy, start):
     deploy("failing_script.bpmn")
     assert start("failing_script", {"divisor": 0})["instance"]["status"] == "error"
@@ -206,3 +232,21 @@ def test_the_audit_trail_records_who_completed_what_with_which_data(deploy, star
         assert event.actor_id is not None and event.element_id == "review_total"
         assert event.data["data"] == {"approved": True, "comment": "fine"}
         assert event.client.startswith("approver-phone")
+
+
+def test_scripts_can_call_registered_service_functions(deploy, start):
+    xml = (Path(__file__).parent / "bpmn" / "failing_script.bpmn").read_text().replace(
+        "share = 100 / divisor", "stamped = now_iso()")
+    deploy(files={"failing_script.bpmn": xml})
+    detail = start("failing_script")
+    assert detail["instance"]["status"] == "running"
+    assert detail["data"]["stamped"].startswith("20")
+
+
+def test_scripts_cannot_open_files_even_by_indirect_names(deploy, start):
+    xml = (Path(__file__).parent / "bpmn" / "failing_script.bpmn").read_text().replace(
+        "share = 100 / divisor", "handle = open('/etc/passwd')")
+    deploy(files={"failing_script.bpmn": xml})
+    detail = start("failing_script")
+    assert detail["instance"]["status"] == "error"
+    assert "open" in detail["incidents"][0]["message"]

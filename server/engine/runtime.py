@@ -269,10 +269,6 @@ class Engine:
                 child.set_data(**data)
         return self._run(version, workflow, None)
 
-    def describe(self, version: VersionRef, state: dict) -> RunResult:
-        """Return the mirrorable view of a saved state without advancing it."""
-        return self._result(version, self._load(version, state), None, 0)
-
     def complete_task(self, version: VersionRef, state: dict, task_guid: str, data: dict) -> RunResult:
         """Submit data to a ready human task and run the engine on."""
         workflow = self._load(version, state)
@@ -320,6 +316,16 @@ class Engine:
                 task.set_data(**(data or {}))  # ...plus the fix
 
         return self._run(version, workflow, action)
+
+    def missing_elements(self, version: VersionRef, state: dict) -> list[str]:
+        """Task specs a saved state uses that ``version`` lacks (empty: the state can move to it)."""
+        spec, subprocess_specs = self._specs(version)
+        missing = {t["task_spec"] for t in state["tasks"].values()} - set(spec.task_specs)
+        for sub in state.get("subprocesses", {}).values():
+            sub_spec = subprocess_specs.get(sub.get("spec"))
+            names = set(sub_spec.task_specs) if sub_spec is not None else set()
+            missing |= {t["task_spec"] for t in sub["tasks"].values()} - names
+        return sorted(missing)
 
     def cancel(self, version: VersionRef, state: dict) -> dict:
         """Cancel every task of an instance (terminate); return the new state."""

@@ -145,7 +145,7 @@ def _lifecycle(action, instance_id, body):
     if action is services.terminate_instance:
         kwargs["reason"] = body["reason"]
     if action is services.retry_instance:
-        kwargs["data"] = body["data"]
+        kwargs["data"], kwargs["to_latest"] = body["data"], body["to_latest"]
     with transaction():
         result = action(instance_id, current_principal(), **kwargs)
     return result if isinstance(result, dict) else services.instance_view(instance_id)

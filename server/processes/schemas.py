@@ -152,6 +152,8 @@ class LifecycleSchema(Schema):
     version = fields.Integer(load_default=None, allow_none=True)
     reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
     data = fields.Dict(load_default=None, allow_none=True, metadata={"description": "retry: data fix"})
+    to_latest = fields.Boolean(load_default=False, metadata={
+        "description": "retry: move the instance to the latest deployed version first (after a fix is deployed)"})
 
 
 class AuditEventSchema(Schema):

@@ -633,19 +633,38 @@ def terminate_instance(instance_id: int, actor: User, *, expected_version: int |
     return instance
 
 
-def retry_instance(instance_id: int, actor: User, *, data: dict | None = None,
+def retry_instance(instance_id: int, actor: User, *, data: dict | None = None, to_latest: bool = False,
                    expected_version: int | None = None, client: str | None = None) -> dict:
-    """Re-run the failed step of an instance in error, optionally with corrected data."""
+    """Re-run the failed step of an instance in error, with corrected data and/or moved to the latest
+    deployed version of its process (when every element it has reached still exists there)."""
     instance = _load_instance(instance_id)
     _require_version(instance, expected_version)
     if instance.status != "error":
         raise Conflict(f"instance {instance_id} is {instance.status}, not in error")
-    result = get_engine().retry(_ref(instance), instance.state, data)
+    engine = get_engine()
+    if to_latest:
+        _move_to_latest(instance, engine, actor, client)
+    result = engine.retry(_ref(instance), instance.state, data)
     store.update_rows("incidents", [i.id for i in store.incidents(instance_id) if i.resolved_at is None],
                       resolved_at=utcnow())
     instance.status = "running"
     record_audit("retried", instance, actor=actor, client=client, data={"data": data or {}})
     return _apply_result(instance, result, actor=actor, client=client)
+
+
+def _move_to_latest(instance, engine: Engine, actor: User | None, client: str | None) -> None:
+    latest = store.version_row(instance.process_key, None)
+    if latest.id == instance.process_version_id:
+        return
+    missing = engine.missing_elements(version_ref(latest.id, latest.process_key, latest.dialect), instance.state)
+    if missing:
+        raise Conflict(f"version {latest.version} lacks elements this instance has reached: {', '.join(missing)}",
+                       errors=[{"element_id": name, "message": "missing in the new version"} for name in missing])
+    record_audit("migrated", instance, actor=actor, client=client,
+                 data={"from_version": instance.process_version_number, "to_version": latest.version})
+    store.move_instance(instance.id, latest.id)
+    instance.process_version_id, instance.process_version_number = latest.id, latest.version
+    instance.dialect = latest.dialect
 
 
 # -- read side ------------------------------------------------------------------------

@@ -114,6 +114,12 @@ def update_instance(instance_id: int, seen_version: int, values: dict) -> bool:
     return _conn().execute(_UPDATE_INSTANCE, params).rowcount == 1
 
 
+def move_instance(instance_id: int, process_version_id: int) -> None:
+    """Point an instance at another version of its process (retry after a redeploy)."""
+    _conn().execute(update(_instances).where(_instances.c.id == instance_id)
+                    .values(process_version_id=process_version_id))
+
+
 def open_tasks(instance_id: int) -> list[SimpleNamespace]:
     """Open human tasks of an instance."""
     return _all(_OPEN_TASKS, {"iid": instance_id})
