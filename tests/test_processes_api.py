@@ -142,7 +142,8 @@ def test_an_incident_can_be_retried_on_a_fixed_redeployed_version(deploy, start,
                            json={"to_latest": True, "version": detail["instance"]["version"]}, headers=designer)
     assert response.status_code == 200, response.get_json()
     after = response.get_json()
-    assert after["instance"]["status"] == "running" and after["instance"]["process_version"] == 2
+    assert after["instance"]["status"] == "running", [i["message"] for i in after["incidents"]]
+    assert after["instance"]["process_version"] == 2
     assert after["data"]["share"] == 0
 
 

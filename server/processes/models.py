@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from ..db import JSONType, UTCDateTime, utcnow
@@ -45,7 +45,9 @@ class ProcessInstance(db.Model):
     process_key: Mapped[str] = mapped_column(String(200))
     business_key: Mapped[str | None] = mapped_column(String(200), index=True)
     status: Mapped[str] = mapped_column(String(20), default="running")
-    state: Mapped[dict] = deferred(mapped_column(JSONType))
+    # Plain JSON, not JSONB: SpiffWorkflow restores tasks in the saved key order (parents first);
+    # JSONB would reorder the keys and lose task data.
+    state: Mapped[dict] = deferred(mapped_column(JSON))
     serializer_version: Mapped[str] = mapped_column(String(10))
     data: Mapped[dict] = mapped_column(JSONType, default=dict)
     active_element_ids: Mapped[list] = mapped_column(JSONType, default=list)

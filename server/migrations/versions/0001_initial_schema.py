@@ -73,7 +73,7 @@ def upgrade():
     sa.Column('process_key', sa.String(length=200), nullable=False),
     sa.Column('business_key', sa.String(length=200), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('state', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('state', sa.JSON(), nullable=True),
     sa.Column('serializer_version', sa.String(length=10), nullable=False),
     sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('active_element_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
