@@ -235,19 +235,21 @@ def test_the_audit_trail_records_who_completed_what_with_which_data(deploy, star
         assert event.client.startswith("approver-phone")
 
 
-def test_scripts_can_call_registered_service_functions(deploy, start):
-    xml = (Path(__file__).parent / "bpmn" / "failing_script.bpmn").read_text().replace(
-        "share = 100 / divisor", "stamped = now_iso()")
+def _deploy_with_script(deploy, script: str) -> None:
+    """Deploy failing_script.bpmn with its script task's code replaced."""
+    xml = (Path(__file__).parent / "bpmn" / "failing_script.bpmn").read_text().replace("share = 100 / divisor", script)
     deploy(files={"failing_script.bpmn": xml})
+
+
+def test_scripts_can_call_registered_service_functions(deploy, start):
+    _deploy_with_script(deploy, "stamped = now_iso()")
     detail = start("failing_script")
     assert detail["instance"]["status"] == "running"
     assert detail["data"]["stamped"].startswith("20")
 
 
 def test_scripts_cannot_open_files_even_by_indirect_names(deploy, start):
-    xml = (Path(__file__).parent / "bpmn" / "failing_script.bpmn").read_text().replace(
-        "share = 100 / divisor", "handle = open('/etc/passwd')")
-    deploy(files={"failing_script.bpmn": xml})
+    _deploy_with_script(deploy, "handle = open('/etc/passwd')")
     detail = start("failing_script")
     assert detail["instance"]["status"] == "error"
     assert "open" in detail["incidents"][0]["message"]
