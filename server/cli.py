@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,6 +119,17 @@ def create_user_cmd(username, roles, password, email):
     click.echo(f"created {user.username} ({', '.join(user.roles)})")
 
 
+def _wait_until_serving(host: str, port: int, web: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Block until the web server accepts connections (so the printed URL works at once)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and web.poll() is None:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+
+
 def _child(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, start_new_session=True)
 
@@ -154,6 +166,7 @@ def run_cmd(port, host, web_workers):
         "worker": _child([python, "-m", "server.cli", "worker"], env),
         "poller": _child([python, "-m", "server.cli", "poll-timers"], env),
     }
+    _wait_until_serving(host, port, children["web"])
     click.echo(f"\nFlowdesk is running on http://{host}:{port}  (Ctrl-C to stop)\nDemo logins:")
     for login in demo_logins():
         click.echo(f"  {login['username']:<12} {login['password']:<14} {', '.join(login['roles'])}")
