@@ -73,8 +73,9 @@ def flush_queued_inserts() -> None:
         db.session.flush()  # rows may refer to objects that get their ids now
     connection = db.session.connection()
     for model, rows in queued.items():
-        # A value that is a mapped object stands for its primary key.
-        rows = [{k: (v.id if hasattr(v, "__mapper__") else v) for k, v in row.items()} for row in rows]
+        # A value that is an object with an id (a model, or a row namespace) stands for that id,
+        # so rows can be queued before the object they point at has been inserted.
+        rows = [{k: (v.id if hasattr(v, "id") else v) for k, v in row.items()} for row in rows]
         connection.execute(_insert_statement(model), rows)
 
 

@@ -253,3 +253,10 @@ def test_scripts_cannot_open_files_even_by_indirect_names(deploy, start):
     detail = start("failing_script")
     assert detail["instance"]["status"] == "error"
     assert "open" in detail["incidents"][0]["message"]
+
+
+def test_the_audit_trail_starts_with_started_even_when_the_instance_ends_at_once(deploy, start, client, designer):
+    deploy("failing_script.bpmn")
+    detail = start("failing_script", {"divisor": 0})
+    audit = client.get(f"/api/v1/instances/{detail['instance']['id']}/audit", headers=designer).get_json()
+    assert [e["event"] for e in audit] == ["started", "error"]

@@ -68,10 +68,8 @@ def _ref(instance) -> VersionRef:
 def record_audit(event: str, instance=None, *, actor: User | None = None, client: str | None = None,
                  element_id: str | None = None, data: dict | None = None) -> None:
     """Append one audit event (never updated or deleted); written in one batched INSERT."""
-    instance_id = getattr(instance, "id", None)
     queue_insert(AuditEvent, {
-        # A pending ORM object gets its id at flush; queue_insert resolves it then.
-        "instance_id": instance_id if instance_id is not None or instance is None else instance,
+        "instance_id": instance,  # resolved to its id when the batch is written (it may not have one yet)
         "event": event, "element_id": element_id, "actor_id": actor.id if actor is not None else None,
         "client": (client or "")[:300] or None, "data": data, "created_at": utcnow(),
     })
@@ -256,10 +254,9 @@ def start_instance(process_key: str, data: dict | None = None, *, version: int |
         active_element_ids=[], incident_count=0, serializer_version=engine.serializer_version,
         started_by_id=actor.id if actor else None, started_at=now, updated_at=now, ended_at=None,
     )
-    view = _apply_result(instance, result, actor=actor, client=client, is_new=True)
     record_audit("started", instance, actor=actor, client=client,
                  data={"version": pv.version, "input": data or {}, "business_key": business_key})
-    return view
+    return _apply_result(instance, result, actor=actor, client=client, is_new=True)
 
 
 def _flush() -> None:
