@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from server.config import web_workers
+
 from . import engine_cycles
 
 RESULTS = Path(__file__).parent / "results"
@@ -17,7 +19,8 @@ def main() -> None:
     parser.add_argument("--lanes", default="sqlite,postgresql", help="comma list: sqlite,postgresql")
     parser.add_argument("--clients", default="8", help="comma list of concurrent client counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per figure")
-    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-workers", type=int, default=web_workers(),
+                        help="gunicorn processes (default: WEB_CONCURRENCY or 2 × cores + 1, as in production)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     rows = engine_cycles.run(args.lanes.split(","), [int(c) for c in args.clients.split(",")], args.seconds,

@@ -27,6 +27,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 
+from .config import web_workers
 from .db import transaction
 
 
@@ -137,7 +138,7 @@ def _child(args: list[str], env: dict) -> subprocess.Popen:
 @click.command("run")
 @click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", 5000)))
 @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"))
-@click.option("--web-workers", type=int, default=2)
+@click.option("--web-workers", type=int, default=web_workers)
 @with_appcontext
 def run_cmd(port, host, web_workers):
     """Set up and run the whole product on this machine until Ctrl-C."""
@@ -161,7 +162,7 @@ def run_cmd(port, host, web_workers):
         load_seeds()
     python = sys.executable
     children = {
-        "web": _child([python, "-m", "gunicorn", "-w", str(web_workers), "--threads", "4", "-b",
+        "web": _child([python, "-m", "gunicorn", "-w", str(web_workers), "--threads", "2", "-b",
                        f"{host}:{port}", "--access-logfile", "-", "server.app:create_app()"], env),
         "worker": _child([python, "-m", "server.cli", "worker"], env),
         "poller": _child([python, "-m", "server.cli", "poll-timers"], env),

