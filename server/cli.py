@@ -146,6 +146,7 @@ def run_cmd(port, host, web_workers):
 
     from .jobs.redis_server import EmbeddedRedis
     from .processes.services import deploy_directory
+    from .aftersales.seeding import demo_report_link
     from .seeding import demo_logins, load_seeds
 
     env = dict(os.environ)
@@ -160,6 +161,7 @@ def run_cmd(port, host, web_workers):
             click.echo(f"deployed {r['process_key']} v{r['version']}" + ("" if r["created"] else " (unchanged)"))
     with transaction():
         load_seeds()
+    report_link = demo_report_link()
     python = sys.executable
     children = {
         "web": _child([python, "-m", "gunicorn", "-w", str(web_workers), "--threads", "2", "-b",
@@ -170,7 +172,9 @@ def run_cmd(port, host, web_workers):
     _wait_until_serving(host, port, children["web"])
     click.echo(f"\nFlowdesk is running on http://{host}:{port}  (Ctrl-C to stop)\nDemo logins:")
     for login in demo_logins():
-        click.echo(f"  {login['username']:<12} {login['password']:<14} {', '.join(login['roles'])}")
+        click.echo(f"  {login['username']:<14} {login['password']:<16} {', '.join(login['roles'])}")
+    if report_link:
+        click.echo(f"\nTry the customer's QR link (report a fault on a demo machine):\n  http://{host}:{port}{report_link}")
 
     stopping = False
 

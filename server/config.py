@@ -71,6 +71,11 @@ def load_config() -> dict:
         "ENGINE_TIME_LIMIT": _float("FLOWDESK_ENGINE_TIME_LIMIT", 10.0),
         "SCRIPT_TIME_LIMIT": _float("FLOWDESK_SCRIPT_TIME_LIMIT", 2.0),
         "TIMER_POLL_SECONDS": _float("FLOWDESK_TIMER_POLL_SECONDS", 1.0),
+        # After-sales: shift hours are local to this zone; lifetimes of the links printed as QR codes.
+        "TIMEZONE": os.environ.get("FLOWDESK_TIMEZONE", "UTC"),
+        "ASSET_QR_DAYS": _float("FLOWDESK_ASSET_QR_DAYS", 3 * 365),
+        "RATING_QR_DAYS": _float("FLOWDESK_RATING_QR_DAYS", 30),
+        "PUBLIC_BASE_URL": os.environ.get("FLOWDESK_PUBLIC_BASE_URL"),  # else the request's host
         "TIMER_REDELIVER_SECONDS": _float("FLOWDESK_TIMER_REDELIVER_SECONDS", 60.0),
         "TOKEN_CACHE_SECONDS": _float("FLOWDESK_TOKEN_CACHE_SECONDS", 10.0),
         "API_TOKEN_HOURS": _float("FLOWDESK_API_TOKEN_HOURS", 12.0),

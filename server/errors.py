@@ -59,6 +59,12 @@ class ValidationFailed(AppError):
         super().__init__(detail, errors=errors or [], **extra)
 
 
+class Gone(AppError):
+    """A link that was valid once: expired or already used."""
+
+    status, title = 410, "Link no longer valid"
+
+
 class TooManyRequests(AppError):
     """Rate limit hit."""
 

@@ -28,4 +28,6 @@ def load_seeds() -> dict:
         user = ensure_user(before, entry["password"], entry["roles"], email=entry.get("email"),
                            full_name=entry.get("full_name", ""))
         created += 1 if user.created_at is None else 0
-    return {"users": len(demo_logins())}
+    from .aftersales.seeding import load_service_seeds
+
+    return {"users": len(demo_logins()), **load_service_seeds(_seed_file("service.json"))}

@@ -75,6 +75,7 @@ class HumanTaskInfo:
     candidate_role: str | None
     properties: dict[str, Any]
     due_at: datetime | None = None
+    assignee_id: int | None = None
 
 
 @dataclass
@@ -217,8 +218,7 @@ class Engine:
                 raise RunLimitExceeded(f"the run exceeded {self.time_limit:g} seconds", task)
 
         before = _waits_of(workflow)
-        timer_tasks = [t for t in workflow.event_manager.tasks.values()
-                       if type(t.task_spec.event_definition).__name__ in TIMER_EVENT_TYPES]
+        timer_tasks = [t for t in workflow.event_manager.tasks.values() if any(map(_is_timer, _definitions(t)))]
         incident = None
         try:
             if action is not None:
@@ -293,11 +293,10 @@ class Engine:
     def deliver_message(self, version: VersionRef, state: dict, name: str, payload: Any) -> RunResult:
         """Deliver a named message (with a payload) to whatever in the instance waits for it."""
         workflow = self._load(version, state)
-        waiting = [t for t in workflow.event_manager.tasks.values()
-                   if _message_name(t) == name]
+        waiting = [t for t in workflow.event_manager.tasks.values() if _message_definition(t, name) is not None]
         if not waiting:
             raise NoMessageWaiting(name)
-        definition = waiting[0].task_spec.event_definition
+        definition = _message_definition(waiting[0], name)
         if isinstance(payload, dict) and not getattr(definition, "message_var", None):
             # No message variable in the model: the payload's fields become process data.
             for task in waiting:
@@ -350,10 +349,17 @@ def _properties(spec) -> dict[str, Any]:
     return props
 
 
+def _assignee(task, props: dict[str, Any]) -> int | None:
+    """The user id named by the task property ``assigneeVariable`` (a task-data variable), if any."""
+    value = task.data.get(props["assigneeVariable"]) if props.get("assigneeVariable") else None
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
 def _human_task(task) -> HumanTaskInfo:
     spec = task.task_spec
     props = _properties(spec)
     return HumanTaskInfo(
+        assignee_id=_assignee(task, props),
         guid=str(task.id),
         element_id=spec.bpmn_id,
         name=spec.bpmn_name or spec.bpmn_id,
@@ -384,17 +390,25 @@ def _all_tasks(workflow: BpmnWorkflow):
 def _waits_of(workflow: BpmnWorkflow) -> tuple[set[str], bool, bool]:
     """A workflow's ready human tasks, and whether it waits for timers and for messages."""
     humans = {str(t.id) for t in _all_tasks(workflow) if t.state == TaskState.READY and t.task_spec.manual}
-    waits = [t.task_spec.event_definition for t in workflow.event_manager.tasks.values()]
-    timers = any(type(d).__name__ in TIMER_EVENT_TYPES or not isinstance(d, MessageEventDefinition) for d in waits)
+    waits = [d for t in workflow.event_manager.tasks.values() for d in _definitions(t)]
+    timers = any(_is_timer(d) or not isinstance(d, MessageEventDefinition) for d in waits)
     messages = any(isinstance(d, MessageEventDefinition) for d in waits)
     return humans, timers, messages
 
 
-def _message_name(task) -> str | None:
+def _definitions(task) -> list:
+    """The event definitions a waiting task listens for (an event-based gateway has several)."""
     definition = getattr(task.task_spec, "event_definition", None)
-    if isinstance(definition, MessageEventDefinition):
-        return definition.name
-    return None
+    return list(getattr(definition, "event_definitions", None) or [definition])
+
+
+def _message_definition(task, name: str):
+    """The definition of the message ``name`` the task waits for, if it does."""
+    return next((d for d in _definitions(task) if isinstance(d, MessageEventDefinition) and d.name == name), None)
+
+
+def _is_timer(definition) -> bool:
+    return type(definition).__name__ in TIMER_EVENT_TYPES
 
 
 def _parse_due(value) -> datetime | None:
@@ -410,15 +424,15 @@ def _parse_due(value) -> datetime | None:
 
 
 def _collect_wait(task, result: RunResult) -> None:
-    definition = task.task_spec.event_definition
-    details = definition.details(task)
     element_id = task.task_spec.bpmn_id or task.task_spec.name
-    if details.event_type in TIMER_EVENT_TYPES:
-        due = _parse_due(details.value)
-        if due is not None:
-            result.timers.append(TimerInfo(str(task.id), element_id, details.event_type, due))
-    elif isinstance(definition, MessageEventDefinition):
-        result.messages.append(MessageWaitInfo(str(task.id), element_id, definition.name))
+    for definition in _definitions(task):
+        if _is_timer(definition):
+            details = definition.details(task)
+            due = _parse_due(details.value)
+            if due is not None:
+                result.timers.append(TimerInfo(str(task.id), element_id, details.event_type, due))
+        elif isinstance(definition, MessageEventDefinition):
+            result.messages.append(MessageWaitInfo(str(task.id), element_id, definition.name))
 
 
 def _latest_data(workflow: BpmnWorkflow) -> dict:

@@ -356,7 +356,7 @@ def _sync_human_tasks(instance, result: RunResult, now, check_existing: bool) ->
         else:
             row = {"instance_id": instance.id, "task_guid": guid, "element_id": info.element_id, "name": info.name,
                    "lane": info.lane, "form_key": info.form_key,
-                   "candidate_role": info.candidate_role or _role_for_lane(info.lane), "assignee_id": None,
+                   "candidate_role": info.candidate_role or _role_for_lane(info.lane), "assignee_id": info.assignee_id,
                    "status": "open", "due_at": info.due_at, "created_at": now, "completed_at": None,
                    "completed_by_id": None}
             task = SimpleNamespace(id=store.insert_row("human_tasks", row), **row)
