@@ -144,9 +144,9 @@ def run_cmd(port, host, web_workers):
     """Set up and run the whole product on this machine until Ctrl-C."""
     from flask_migrate import upgrade
 
+    from .aftersales.seeding import demo_report_link
     from .jobs.redis_server import EmbeddedRedis
     from .processes.services import deploy_directory
-    from .aftersales.seeding import demo_report_link
     from .seeding import demo_logins, load_seeds
 
     env = dict(os.environ)

@@ -68,7 +68,8 @@ def cell_of(lat: float, lon: float) -> int:
 
 
 def _key(i: int, j: int) -> int:
-    return (i + 100_000) * 1_000_000 + (j + 100_000)
+    # |i| ≤ 1800 and |j| ≤ 3600 at 0.05°: the key fits a 32-bit integer column.
+    return (i + 2_000) * 10_000 + (j + 5_000)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -133,14 +134,18 @@ def _outside_lower_bound_km(lat: float, lon: float, i0: int, j0: int, radius: in
     return HAVERSINE_SLACK * EARTH_RADIUS_KM * max(0.0, min(bounds))
 
 
-def _ring_cells(i0: int, j0: int, inner: int, outer: int) -> list[int]:
-    """Cell keys with Chebyshev distance in (inner, outer] from (i0, j0); inner −1 means the centre too."""
-    cells = []
+def _ring_ranges(i0: int, j0: int, inner: int, outer: int) -> list[tuple[int, int]]:
+    """Cell-key ranges covering the cells at Chebyshev distance (inner, outer] from (i0, j0)
+    (inner −1: the centre too). Keys of one grid row are consecutive, so each row is at most two
+    ranges: a query costs O(radius) index range scans, not O(radius²) keys."""
+    ranges = []
     for i in range(i0 - outer, i0 + outer + 1):
-        for j in range(j0 - outer, j0 + outer + 1):
-            if max(abs(i - i0), abs(j - j0)) > inner:
-                cells.append(_key(i, j))
-    return cells
+        if abs(i - i0) > inner:
+            ranges.append((_key(i, j0 - outer), _key(i, j0 + outer)))
+        else:
+            ranges.append((_key(i, j0 - outer), _key(i, j0 - inner - 1)))
+            ranges.append((_key(i, j0 + inner + 1), _key(i, j0 + outer)))
+    return ranges
 
 
 def nearest_engineer(session: Session, lat: float, lon: float, rules: DispatchRules, now: datetime,
@@ -155,11 +160,12 @@ def nearest_engineer(session: Session, lat: float, lon: float, rules: DispatchRu
     inner, outer = -1, 1
     skill_pattern = f"%,{rules.skill},%"
     while True:
-        cells = _ring_cells(i0, j0, inner, outer)
+        ranges = _ring_ranges(i0, j0, inner, outer)
         query = select(*COLUMNS).where(
             Engineer.status == "available", Engineer.open_jobs < rules.max_open_jobs,
             Engineer.skills.like(skill_pattern),
-            or_(Engineer.pos_cell.in_(cells), Engineer.home_cell.in_(cells)))
+            or_(*(column.between(low, high) for low, high in ranges
+                  for column in (Engineer.pos_cell, Engineer.home_cell))))
         for row in session.execute(query):
             if row.id in seen:
                 continue
@@ -178,7 +184,11 @@ def nearest_engineer(session: Session, lat: float, lon: float, rules: DispatchRu
             break
         if boundary > rules.max_distance_km:
             break
-        inner, outer = outer, outer * 2 + 1  # 1, 3, 7, 15 …: few queries even where engineers are sparse
+        # 1, 3, 7, 15 …: few queries where engineers are sparse, never wider than the search radius
+        wider = outer * 2 + 1
+        while wider > outer + 1 and _outside_lower_bound_km(lat, lon, i0, j0, wider - 1) > rules.max_distance_km:
+            wider -= 1
+        inner, outer = outer, wider
     if best is not None and best[0] > rules.max_distance_km:
         return None
     return best_candidate
