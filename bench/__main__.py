@@ -8,7 +8,7 @@ from pathlib import Path
 
 from server.config import web_workers
 
-from . import engine_cycles
+from . import dispatch, engine_cycles
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -22,11 +22,23 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=web_workers(),
                         help="gunicorn processes (default: WEB_CONCURRENCY or 2 × cores + 1, as in production)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default="engine,dispatch", help="comma list of benchmarks: engine,dispatch")
+    parser.add_argument("--dispatch-sizes", default="1000,10000,100000", help="engineer counts")
+    parser.add_argument("--dispatch-requests", type=int, default=1000, help="random requests per size")
+    parser.add_argument("--dispatch-scan-seconds", type=float, default=60.0,
+                        help="time budget per size for the exhaustive scan answering the same requests "
+                             "(same-choice check; ~6000 covers all 1000 requests at 100k engineers)")
     args = parser.parse_args()
-    rows = engine_cycles.run(args.lanes.split(","), [int(c) for c in args.clients.split(",")], args.seconds,
-                             args.web_workers, args.threads)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "engine_cycles.json").write_text(json.dumps(rows, indent=2))
+    chosen = args.only.split(",")
+    if "engine" in chosen:
+        rows = engine_cycles.run(args.lanes.split(","), [int(c) for c in args.clients.split(",")], args.seconds,
+                                 args.web_workers, args.threads)
+        (RESULTS / "engine_cycles.json").write_text(json.dumps(rows, indent=2))
+    if "dispatch" in chosen:
+        rows = dispatch.run([int(n) for n in args.dispatch_sizes.split(",")], args.dispatch_requests,
+                            args.dispatch_scan_seconds)
+        (RESULTS / "dispatch.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

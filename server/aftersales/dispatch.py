@@ -25,7 +25,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from geopy.distance import geodesic
-from sqlalchemy import or_, select
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .models import Engineer
@@ -148,6 +148,23 @@ def _ring_ranges(i0: int, j0: int, inner: int, outer: int) -> list[tuple[int, in
     return ranges
 
 
+_ring_queries: dict[int, object] = {}
+
+
+def _ring_query(range_count: int):
+    """The candidate query for ``range_count`` cell ranges, built once per count: composing
+    hundreds of BETWEEN expressions per request would cost more than running the query."""
+    query = _ring_queries.get(range_count)
+    if query is None:
+        ranges = " OR ".join(f"(pos_cell BETWEEN :l{n} AND :h{n}) OR (home_cell BETWEEN :l{n} AND :h{n})"
+                             for n in range(range_count))
+        columns = ", ".join(column.key for column in COLUMNS)
+        query = _ring_queries[range_count] = text(
+            f"SELECT {columns} FROM engineers WHERE status = 'available' AND open_jobs < :max_jobs "
+            f"AND skills LIKE :skill AND ({ranges})").columns(*COLUMNS)
+    return query
+
+
 def nearest_engineer(session: Session, lat: float, lon: float, rules: DispatchRules, now: datetime,
                      exclude: Iterable[int] = ()) -> Candidate | None:
     """The engineer an exhaustive scan would pick, reading only nearby rows (see the module doc)."""
@@ -161,12 +178,10 @@ def nearest_engineer(session: Session, lat: float, lon: float, rules: DispatchRu
     skill_pattern = f"%,{rules.skill},%"
     while True:
         ranges = _ring_ranges(i0, j0, inner, outer)
-        query = select(*COLUMNS).where(
-            Engineer.status == "available", Engineer.open_jobs < rules.max_open_jobs,
-            Engineer.skills.like(skill_pattern),
-            or_(*(column.between(low, high) for low, high in ranges
-                  for column in (Engineer.pos_cell, Engineer.home_cell))))
-        for row in session.execute(query):
+        params = {"max_jobs": rules.max_open_jobs, "skill": skill_pattern}
+        for n, (low, high) in enumerate(ranges):
+            params[f"l{n}"], params[f"h{n}"] = low, high
+        for row in session.execute(_ring_query(len(ranges)), params):
             if row.id in seen:
                 continue
             seen.add(row.id)

@@ -64,8 +64,9 @@ class Engineer(db.Model):
 
     __tablename__ = "engineers"
     __table_args__ = (
-        Index("ix_engineers_pos_cell", "status", "pos_cell"),
-        Index("ix_engineers_home_cell", "status", "home_cell"),
+        # Cell first: dispatch reads OR-ed ranges of cells, each one an index range scan.
+        Index("ix_engineers_pos_cell", "pos_cell"),
+        Index("ix_engineers_home_cell", "home_cell"),
         CheckConstraint("open_jobs >= 0", name="ck_engineers_open_jobs"),
     )
 

@@ -81,8 +81,8 @@ def upgrade():
     sa.UniqueConstraint('user_id')
     )
     with op.batch_alter_table('engineers', schema=None) as batch_op:
-        batch_op.create_index('ix_engineers_home_cell', ['status', 'home_cell'], unique=False)
-        batch_op.create_index('ix_engineers_pos_cell', ['status', 'pos_cell'], unique=False)
+        batch_op.create_index('ix_engineers_home_cell', ['home_cell'], unique=False)
+        batch_op.create_index('ix_engineers_pos_cell', ['pos_cell'], unique=False)
 
     op.create_table('idempotency_records',
     sa.Column('id', sa.Integer(), nullable=False),
