@@ -71,6 +71,8 @@ def load_config() -> dict:
         "ENGINE_TIME_LIMIT": _float("FLOWDESK_ENGINE_TIME_LIMIT", 10.0),
         "SCRIPT_TIME_LIMIT": _float("FLOWDESK_SCRIPT_TIME_LIMIT", 2.0),
         "TIMER_POLL_SECONDS": _float("FLOWDESK_TIMER_POLL_SECONDS", 1.0),
+        # How long a process trusts its lookup of a process's latest version (other processes' deploys).
+        "LATEST_VERSION_CACHE_SECONDS": _float("FLOWDESK_LATEST_VERSION_CACHE_SECONDS", 2.0),
         # After-sales: shift hours are local to this zone; lifetimes of the links printed as QR codes.
         "TIMEZONE": os.environ.get("FLOWDESK_TIMEZONE", "UTC"),
         "ASSET_QR_DAYS": _float("FLOWDESK_ASSET_QR_DAYS", 3 * 365),

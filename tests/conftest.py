@@ -19,6 +19,8 @@ from server.extensions import db
 from server.jobs.queues import ALL_QUEUES, get_queue, get_redis
 from server.jobs.redis_server import EmbeddedRedis
 
+pytest_plugins = ["tests.aftersales_world"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_BPMN = Path(__file__).parent / "bpmn"
 
@@ -82,6 +84,7 @@ def _clean_state(request):
             for table in tables:
                 conn.execute(table.delete())
         app.extensions.pop("flowdesk_engine", None)
+        app.extensions.pop("flowdesk_version_cache", None)
     yield
 
 

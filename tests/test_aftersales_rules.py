@@ -15,7 +15,7 @@ from server.aftersales.models import PartUsage, ServiceRequest, StockLevel
 from server.db import transaction
 from server.extensions import db
 
-from .test_aftersales_flow import START, _report, _request, world  # noqa: F401 - the shared fixture
+from .aftersales_world import START, _report, _request
 
 
 def _accepted(app, client, world) -> tuple[int, dict]:

@@ -10,6 +10,7 @@ once per version.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import traceback
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from SpiffWorkflow.bpmn import BpmnEvent, BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
@@ -445,9 +447,11 @@ def _latest_data(workflow: BpmnWorkflow) -> dict:
 
 
 def _json_safe(value):
-    import json
-
-    return json.loads(json.dumps(value, default=str))
+    """``value`` as JSON would give it back (odd types as their text)."""
+    try:
+        return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except (orjson.JSONEncodeError, TypeError):
+        return json.loads(json.dumps(value, default=str))
 
 
 def _script_line(err: BaseException) -> int | None:

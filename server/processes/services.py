@@ -174,6 +174,7 @@ def deploy_bundle(files: dict[str, bytes], *, source: str = "api", actor: User |
         record_audit("deployed", actor=actor, client=client, element_id=process.process_id,
                      data={"version": pv.version, "file": process.file_name, "hash": process.content_hash})
         results.append({"process_key": pv.process_key, "version": pv.version, "created": True, "id": pv.id})
+    store.forget_versions()
     return results
 
 

@@ -11,8 +11,10 @@ namespaces, which the marshmallow schemas dump just like ORM objects.
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
+from flask import current_app
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from ..extensions import db
@@ -77,10 +79,28 @@ def _all(statement, params) -> list[SimpleNamespace]:
 
 
 def version_row(process_key: str, number: int | None) -> SimpleNamespace | None:
-    """id, process_key, version and dialect of a given (or the latest) version of a process."""
+    """id, process_key, version and dialect of a given (or the latest) version of a process.
+
+    Versions are immutable, so a numbered one is cached for good; "the latest" is cached for
+    LATEST_VERSION_CACHE_SECONDS (a deploy clears this process's cache at once; other processes
+    see a new version within that time). One query less on the hottest path."""
+    cache = current_app.extensions.setdefault("flowdesk_version_cache", {})
+    now = time.monotonic()
+    hit = cache.get((process_key, number))
+    if hit is not None and (number is not None or hit[0] > now):
+        return hit[1]
     if number is None:
-        return _one(_LATEST_VERSION, {"key": process_key})
-    return _one(_VERSION_BY_NUMBER, {"key": process_key, "number": number})
+        row = _one(_LATEST_VERSION, {"key": process_key})
+    else:
+        row = _one(_VERSION_BY_NUMBER, {"key": process_key, "number": number})
+    if row is not None:
+        cache[(process_key, number)] = (now + current_app.config["LATEST_VERSION_CACHE_SECONDS"], row)
+    return row
+
+
+def forget_versions() -> None:
+    """Drop the cached version lookups (after a deploy)."""
+    current_app.extensions.pop("flowdesk_version_cache", None)
 
 
 def load_instance(instance_id: int) -> SimpleNamespace | None:
