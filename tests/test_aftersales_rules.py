@@ -141,3 +141,32 @@ def test_service_report_figures(app, client, world, ctx):
     assert report["failures_by_model"] == [{"model": "LiftLine S2", "product_line": "elevator", "requests": 1}]
     [row] = report["engineers"]
     assert row["engineer_id"] == engineer["id"] and row["jobs"] == 1 and row["hours_on_jobs"] == round(200 / 60, 2)
+
+
+def _browser_login(client, username: str) -> str:
+    page = client.get("/login").get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    response = client.post("/login", data={"username": username, "password": "password-123", "csrf_token": csrf})
+    assert response.status_code == 302
+    return csrf
+
+
+def test_desk_pages_open_a_request_and_show_the_report(app, client, world, make_user):
+    make_user("dispatcher", username="desk1")
+    assert client.get("/desk/service").status_code == 401  # not signed in
+    with time_machine.travel(START, tick=False):
+        csrf = _browser_login(client, "desk1")
+        page = client.get("/desk/service")
+        assert page.status_code == 200 and "SN-1" in page.get_data(as_text=True)
+        forged = client.post("/desk/service", data={"asset_id": world["asset"], "description": "noise"})
+        assert forged.status_code == 422  # no CSRF token
+        missing = client.post("/desk/service", data={"asset_id": world["asset"], "description": "",
+                                                     "csrf_token": csrf})
+        assert missing.status_code == 422 and "required" in missing.get_data(as_text=True)
+        created = client.post("/desk/service", data={"asset_id": world["asset"], "description": "noise",
+                                                     "priority": "urgent", "csrf_token": csrf})
+        assert created.status_code == 302
+        listing = client.get(created.headers["Location"]).get_data(as_text=True)
+        assert "opened; dispatch has started" in listing and "offered" in listing
+        report = client.get("/desk/service/report")
+        assert report.status_code == 200 and "LiftLine S2" in report.get_data(as_text=True)

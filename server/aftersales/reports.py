@@ -13,7 +13,9 @@ from .models import Asset, Engineer, Rating, ServiceRequest
 
 
 def _period(since: date | None, until: date | None) -> tuple[datetime, datetime]:
-    end = datetime.combine(until, time(), UTC) + timedelta(days=1) if until else utcnow()
+    # Whole days: [since 00:00, until+1 00:00); the default is the 30 days up to and including today.
+    last_day = until or utcnow().date()
+    end = datetime.combine(last_day, time(), UTC) + timedelta(days=1)
     start = datetime.combine(since, time(), UTC) if since else end - timedelta(days=30)
     return start, end
 

@@ -8,16 +8,17 @@ import secrets
 from pathlib import Path
 
 from flask import Blueprint as FlaskBlueprint
-from flask import current_app, render_template, request
+from flask import current_app, redirect, render_template, request, url_for
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from ..auth.access import client_label, current_principal, public, roles_required
+from ..auth.routes import csrf_ok, csrf_token
 from ..db import transaction
 from ..errors import AppError, NotFound, ValidationFailed
 from ..extensions import db
 from . import reports, services, tokens
-from .models import Asset, Engineer
+from .models import PRIORITIES, Asset, Engineer
 from .schemas import (
     AssetQrSchema,
     AssetSchema,
@@ -122,6 +123,45 @@ def list_engineers():
 def service_report(query):
     """SLA compliance, first-time fix, response and repair times, utilisation and ratings, failures by model."""
     return reports.service_report(query["since"], query["until"])
+
+
+# -- desk pages (session login) -------------------------------------------------------------
+@pages.route("/desk/service", methods=["GET", "POST"])
+@roles_required(*DESK)
+def desk_page():
+    """The dispatcher's intake form and the open requests with their SLA clocks."""
+    errors, form, status = {}, {}, 200
+    if request.method == "POST":
+        form = request.form
+        try:
+            if not csrf_ok():
+                raise ValidationFailed("your form expired; please try again",
+                                       errors=[{"field": "form", "message": "expired, reload the page"}])
+            with transaction():
+                req, _ = services.report_fault(int(form.get("asset_id") or 0), form.get("description", ""),
+                                               source="dispatcher", priority=form.get("priority", "normal"),
+                                               reporter_name=form.get("reporter_name") or None,
+                                               reporter_phone=form.get("reporter_phone") or None,
+                                               actor=current_principal(), client=client_label())
+            return redirect(url_for("aftersales_pages.desk_page", created=req.id))
+        except (ValidationFailed, NotFound) as err:
+            errors = {e["field"]: e["message"] for e in err.extra.get("errors", [])} or {"asset_id": err.detail}
+            status = err.status
+    requests = services.list_requests(open_only=True, limit=200)
+    assets = db.session.scalars(select(Asset).order_by(Asset.id).limit(500)).all()
+    return render_template("desk/service.html", requests=requests, assets=assets, sla=services.sla_state,
+                           errors=errors, form=form, csrf=csrf_token(), created=request.args.get("created"),
+                           priorities=PRIORITIES), status
+
+
+@pages.route("/desk/service/report", methods=["GET"])
+@roles_required(*DESK)
+def report_view():
+    """The service report as a page: SLA compliance, first-time fix, times, engineers, failures by model."""
+    query = ReportQuerySchema().load(request.args)
+    report = reports.service_report(query["since"], query["until"])
+    top = max([row["requests"] for row in report["failures_by_model"]] or [1])
+    return render_template("desk/report.html", report=report, top=top)
 
 
 # -- public pages (from QR codes) ---------------------------------------------------------

@@ -75,13 +75,19 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
+def csrf_ok() -> bool:
+    """Whether a posted page form carries this session's CSRF token."""
+    sent = request.form.get("csrf_token")
+    return bool(sent) and sent == session.get("csrf")
+
+
 @pages.route("/login", methods=["GET", "POST"])
 @public
 def login_page():
     """Session login for the browser pages."""
     error = None
     if request.method == "POST":
-        if request.form.get("csrf_token") != session.get("csrf"):
+        if not csrf_ok():
             error = "Your form expired; please try again."
         else:
             try:
