@@ -48,20 +48,25 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     api = FlowdeskApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
+    from mobile_api import approvals as mobile_approvals
     from mobile_api import engineers as mobile_engineers
 
     from . import health
     from .aftersales import routes as aftersales_routes
     from .auth import routes as auth_routes
     from .processes import routes as process_routes
+    from .sales import routes as sales_routes
 
     api.register_blueprint(auth_routes.blp)
     api.register_blueprint(process_routes.blp)
     api.register_blueprint(health.blp)
     api.register_blueprint(aftersales_routes.blp)
     api.register_blueprint(mobile_engineers.blp)
+    api.register_blueprint(sales_routes.blp)
+    api.register_blueprint(mobile_approvals.blp)
     app.register_blueprint(auth_routes.pages)
     app.register_blueprint(aftersales_routes.pages)
+    app.register_blueprint(sales_routes.pages)
     _register_domain_services()
 
     register_error_handlers(app)
@@ -76,6 +81,7 @@ def _register_domain_services() -> None:
     """Import domain modules that register BPMN service functions."""
     from .aftersales import services as aftersales_services  # noqa: F401
     from .processes import builtin_services  # noqa: F401
+    from .sales import services as sales_services  # noqa: F401
 
 
 def _enforce_access(app: Flask) -> None:

@@ -122,7 +122,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(AppError)
     def _app_error(err: AppError):
-        return problem(err.status, err.title, err.detail, **err.extra)
+        response = problem(err.status, err.title, err.detail, **err.extra)
+        if "retry_after" in err.extra:  # 429: tell clients when to come back
+            response = app.make_response(response)
+            response.headers["Retry-After"] = str(err.extra["retry_after"])
+        return response
 
     @app.errorhandler(BpmnValidationError)
     def _bpmn_error(err: BpmnValidationError):

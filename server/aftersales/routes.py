@@ -17,6 +17,7 @@ from ..auth.routes import csrf_ok, csrf_token
 from ..db import transaction
 from ..errors import AppError, NotFound, ValidationFailed
 from ..extensions import db
+from ..security.ratelimit import limit
 from . import reports, services, tokens
 from .models import PRIORITIES, Asset, Engineer
 from .schemas import (
@@ -196,6 +197,10 @@ def report_page(token):
     if request.method == "GET":
         return render_template("public/report.html", asset=asset, token=token, errors={}, form={})
     form = request.form
+    try:
+        limit("qr-report", per_minute=10)
+    except AppError as err:
+        return _page_error(err)
     if form.get("website"):  # a honeypot field people never see: bots fill it in
         return render_template("public/message.html", title="Thank you", message="Your report was received."), 200
     try:
@@ -235,6 +240,10 @@ def rate_page(token):
         return _page_error(err)
     if request.method == "GET":
         return render_template("public/rate.html", req=req, token=token, error=None)
+    try:
+        limit("qr-rating", per_minute=10)
+    except AppError as err:
+        return _page_error(err)
     try:
         stars = int(request.form.get("stars", "0"))
     except ValueError:

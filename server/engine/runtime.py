@@ -367,7 +367,9 @@ def _human_task(task) -> HumanTaskInfo:
         name=spec.bpmn_name or spec.bpmn_id,
         lane=spec.lane,
         form_key=form_key_of(spec),
-        candidate_role=props.get("candidateRole"),
+        # candidateRoleVariable: the role is decided by the process (e.g. the approval level reached).
+        candidate_role=(task.data.get(props["candidateRoleVariable"]) if props.get("candidateRoleVariable")
+                        else None) or props.get("candidateRole"),
         properties=props,
     )
 

@@ -1,0 +1,1 @@
+"""Sales: leads, opportunities, quotes, discount approvals, funnel."""

