@@ -29,5 +29,7 @@ def load_seeds() -> dict:
                            full_name=entry.get("full_name", ""))
         created += 1 if user.created_at is None else 0
     from .aftersales.seeding import load_service_seeds
+    from .sales.seeding import load_sales_seeds
 
-    return {"users": len(demo_logins()), **load_service_seeds(_seed_file("service.json"))}
+    return {"users": len(demo_logins()), **load_service_seeds(_seed_file("service.json")),
+            **load_sales_seeds(_seed_file("sales.json"))}

@@ -34,7 +34,7 @@ def org(app, deploy, make_user):
         ("rep_a", "sales_rep"), ("rep_b", "sales_rep"), ("manager", "sales_manager"), ("director", "director"),
         ("finance", "finance"), ("manager2", "sales_manager")]}
     with app.app_context(), transaction():
-        for name, region in (("South", "south"), ("North", "north"), ("Healthcare", None)):
+        for name in ("South", "North", "Healthcare"):
             team = Team(name=name, manager_id=people["manager"][0] if name == "South" else people["manager2"][0])
             db.session.add(team)
             db.session.flush()
@@ -214,3 +214,110 @@ def test_idle_approver_is_reminded_then_escalated_reject_needs_a_reason_delegati
     with app.app_context():
         assert db.session.get(Quote, quote_id).status == "rejected"
     _task(app, instance, "prepare_quote")  # back to the rep to revise
+
+
+def test_duplicates_in_any_formatting_are_merged_or_flagged(app, client, org):
+    manager = org["people"]["manager"][1]
+    with time_machine.travel(START, tick=False):
+        first = client.post("/api/v1/leads", json=LEAD, headers=manager).get_json()
+        assert first["outcome"] == "created"
+        same_phone = {**LEAD, "email": None, "phone": "(0086) 138 0013 8000", "contact_name": "W. Fang"}
+        same_email = {**LEAD, "phone": None, "email": " wang.fang+expo@ACME.example "}
+        for duplicate in (same_phone, same_email):
+            response = client.post("/api/v1/leads", json=duplicate, headers=manager).get_json()
+            assert response["outcome"] == "merged" and response["lead"]["id"] == first["lead"]["id"]
+        same_company = {**LEAD, "email": "li@acme.example", "phone": "+86 21 5555 0199",
+                        "company": "ACME ROBOTICS CO., LIMITED"}
+        flagged = client.post("/api/v1/leads", json=same_company, headers=manager).get_json()
+        assert flagged["outcome"] == "flagged" and flagged["lead"]["duplicate_of_id"] == first["lead"]["id"]
+        web = client.post("/api/v1/public/leads", json={**LEAD, "phone": "138.0013.8000", "email": None})
+        assert web.status_code == 202 and web.get_json() == {"outcome": "merged"}
+        bot = client.post("/api/v1/public/leads", json={**LEAD, "email": "bot@spam.example", "phone": None,
+                                                        "website": "http://spam"})
+        assert bot.status_code == 202
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(Lead.id))) == 2
+
+
+def test_csv_import_reports_bad_rows_and_imports_the_rest(app, client, org):
+    csv_text = ("company,contact_name,email,phone,industry,region,product_line,company_size\n"
+                "Orion Foods,Chen Li,chen@orion.example,,food,south,hvac,120\n"
+                ",No Company,x@y.example,,,,,\n"
+                "Delta Labs,Zhou Min,not-an-email,,healthcare,,medical,40\n"
+                "Orion Foods,Chen Li,CHEN@orion.example,,food,south,hvac,120\n"
+                "Polar Cold,Sun Yu,,+86 21 6666 0000,logistics,north,hvac,abc\n"
+                "Polar Cold,Sun Yu,,+86 21 6666 0000,logistics,north,hvac,900\n")
+    with time_machine.travel(START, tick=False):
+        response = client.post("/api/v1/leads/import", data={"file": (__import__("io").BytesIO(csv_text.encode()),
+                                                                      "leads.csv")},
+                               headers=org["people"]["manager"][1], content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_json()
+    report = response.get_json()
+    assert (report["created"], report["merged"], report["accepted"]) == (2, 1, 3)
+    assert [(r["line"], r["reason"].split(":")[0]) for r in report["rejected"]] == [
+        (3, "company"), (4, "email"), (6, "company_size")]
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(Lead.id))) == 2
+
+
+def test_reps_only_see_and_change_their_own_records(app, client, org):
+    people = org["people"]
+    with time_machine.travel(START, tick=False):
+        instance, quote_id, rep = _to_approval(app, client, org, discount="25")
+        owner = "rep_a" if rep == people["rep_a"][1] else "rep_b"
+        other = people["rep_b" if owner == "rep_a" else "rep_a"]
+        with app.app_context():
+            lead_id = db.session.scalar(select(Lead.id))
+            opp_id = db.session.scalar(select(Opportunity.id))
+        assert client.get(f"/api/v1/leads/{lead_id}", headers=rep).status_code == 200
+        assert client.get(f"/api/v1/leads/{lead_id}", headers=other[1]).status_code == 404
+        assert client.get(f"/api/v1/opportunities/{opp_id}", headers=other[1]).status_code == 404
+        assert client.get("/api/v1/leads", headers=other[1]).get_json() == []
+        assert client.get("/api/v1/opportunities", headers=other[1]).get_json() == []
+        assert client.post(f"/api/v1/quotes/{quote_id}/send", headers=other[1]).status_code == 404
+        assert client.post("/api/v1/quotes", json={"opportunity_id": opp_id, "lines": [
+            {"product_id": org["product_id"]}]}, headers=other[1]).status_code == 404
+        assert client.get("/api/mobile/v1/approvals", headers=other[1]).status_code == 403  # reps approve nothing
+        [item] = client.get("/api/mobile/v1/approvals", headers=people["director"][1]).get_json()
+        assert client.post(f"/api/mobile/v1/approvals/{item['task_id']}/approve", json={},
+                           headers=people["manager2"][1]).status_code == 404  # not theirs to decide
+        task_id, version = _task(app, instance, "approve_discount")
+        stolen = client.post(f"/api/v1/tasks/{task_id}/complete", json={"data": {"decision": "approve"},
+                                                                        "version": version}, headers=other[1])
+        assert stolen.status_code == 403
+        # The South manager sees the team's records; the other team's manager does not; the director all.
+        assert client.get(f"/api/v1/leads/{lead_id}", headers=people["manager"][1]).status_code == 200
+        assert client.get(f"/api/v1/leads/{lead_id}", headers=people["manager2"][1]).status_code == 404
+        assert client.get(f"/api/v1/opportunities/{opp_id}", headers=people["director"][1]).status_code == 200
+
+
+def test_funnel_on_the_seeded_data_equals_an_independent_sql_computation(app, client, deploy):
+    from server.seeding import load_seeds
+
+    deploy("lead_to_contract.bpmn", "discount_approval.bpmn", "lead_scoring.dmn", "lead_routing.dmn",
+           "discount_approvers.dmn")
+    with app.app_context(), transaction():
+        load_seeds()
+    with app.app_context():
+        director = db.session.scalar(select(User).where(User.username == "director"))
+        from server.auth.services import issue_tokens
+
+        with transaction():
+            token = issue_tokens(director, "pytest")["access_token"]
+        rows = db.session.execute(db.text(
+            "SELECT stage, COUNT(*), COALESCE(SUM(amount), 0) FROM opportunities GROUP BY stage")).all()
+        lost = dict(db.session.execute(db.text(
+            "SELECT lost_reason, COUNT(*) FROM opportunities WHERE stage = 'lost' GROUP BY lost_reason")).all())
+        reached = dict(db.session.execute(db.text(
+            "SELECT stage, COUNT(DISTINCT opportunity_id) FROM stage_changes GROUP BY stage")).all())
+    funnel = client.get("/api/v1/reports/funnel", headers={"Authorization": f"Bearer {token}"}).get_json()
+    by_stage = {s["stage"]: s for s in funnel["stages"]}
+    assert sum(count for _, count, _ in rows) == funnel["opportunities"] > 10
+    for stage, count, value in rows:
+        assert by_stage[stage]["count"] == count and by_stage[stage]["value"] == pytest.approx(float(value))
+    assert {r["reason"]: r["count"] for r in funnel["lost_reasons"]} == lost
+    assert by_stage["initial_contact"]["conversion_to_next"] == pytest.approx(
+        round(100 * reached.get("needs_confirmed", 0) / reached["initial_contact"], 1))
+    probability = {"initial_contact": 0.1, "needs_confirmed": 0.25, "solution_demo": 0.5, "quote_negotiation": 0.75}
+    assert funnel["weighted_forecast"] == pytest.approx(
+        sum(float(value) * probability[stage] for stage, _, value in rows if stage in probability), abs=0.01)
