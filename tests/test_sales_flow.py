@@ -321,3 +321,55 @@ def test_funnel_on_the_seeded_data_equals_an_independent_sql_computation(app, cl
     probability = {"initial_contact": 0.1, "needs_confirmed": 0.25, "solution_demo": 0.5, "quote_negotiation": 0.75}
     assert funnel["weighted_forecast"] == pytest.approx(
         sum(float(value) * probability[stage] for stage, _, value in rows if stage in probability), abs=0.01)
+
+
+def _browser_login(client, username: str) -> str:
+    page = client.get("/login").get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    assert client.post("/login", data={"username": username, "password": "password-123",
+                                       "csrf_token": csrf}).status_code == 302
+    return csrf
+
+
+def test_approval_page_and_funnel_page(app, client, org):
+    with time_machine.travel(START, tick=False):
+        _, quote_id, _ = _to_approval(app, client, org, discount="15")  # ≤ 20 %: the director
+        browser = app.test_client()
+        csrf = _browser_login(browser, "director")
+        page = browser.get("/approvals").get_data(as_text=True)
+        assert "Acme Robotics Ltd." in page and 'name="viewport"' in page and "15.0 %" in page
+        task_id = int(page.split('/approvals/', 1)[1].split('"', 1)[0])
+        no_reason = browser.post(f"/approvals/{task_id}", data={"action": "reject", "csrf_token": csrf})
+        assert no_reason.status_code == 422 and "reason" in no_reason.get_data(as_text=True)
+        assert browser.post(f"/approvals/{task_id}", data={"action": "approve"}).status_code == 422  # no CSRF
+        done = browser.post(f"/approvals/{task_id}", data={"action": "approve", "csrf_token": csrf})
+        assert done.status_code == 302
+        assert "Nothing waiting" in browser.get(done.headers["Location"]).get_data(as_text=True)
+        funnel = browser.get("/sales/funnel")
+        assert funnel.status_code == 200 and "quote negotiation" in funnel.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Quote, quote_id).status == "approved"
+
+
+def test_second_open_deal_for_the_same_account_and_line_is_flagged(app, client, org):
+    with time_machine.travel(START, tick=False):
+        _to_approval(app, client, org)
+        other = {**LEAD, "contact_name": "Li Na", "email": "li.na@acme.example", "phone": "+86 21 5555 0100",
+                 "company": "Acme Robotics Ltd."}
+        lead_id = client.post("/api/v1/leads", json=other, headers=org["people"]["manager"][1]).get_json()["lead"]["id"]
+        lead = _lead(app, lead_id)
+        rep = next(h for uid, h in org["people"].values() if uid == lead.owner_id)
+        _complete(client, app, lead.instance_id, "contact_lead", {"contacted": True}, rep)
+        _complete(client, app, lead.instance_id, "qualify_lead", {"qualified": True, "estimated_value": 1000}, rep)
+    with app.app_context():
+        first, second = db.session.scalars(select(Opportunity).order_by(Opportunity.id)).all()
+        assert second.flagged_duplicate_of_id == first.id and second.account_id == first.account_id
+
+
+def test_the_public_lead_form_is_rate_limited(client, org, monkeypatch):
+    monkeypatch.setenv("FLOWDESK_RATE_LEAD_FORM", "2")
+    with time_machine.travel(START, tick=False):  # one fixed-window minute
+        answers = [client.post("/api/v1/public/leads", json={**LEAD, "email": f"p{n}@x.example", "phone": None,
+                                                             "company": f"Co {n}"}) for n in range(3)]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert answers[2].headers["Retry-After"] == "60" and answers[2].mimetype == "application/problem+json"

@@ -170,6 +170,17 @@ def funnel(query):
                            since=query["since"], until=query["until"])
 
 
+@pages.route("/sales/funnel", methods=["GET"])
+@roles_required(*SALES)
+def funnel_page():
+    """The funnel as a page: stage bars, conversion, days in stage, lost reasons, forecast."""
+    query = FunnelQuerySchema().load(request.args)
+    report = services.funnel(current_principal(), team_id=query["team_id"], owner_id=query["owner_id"],
+                             since=query["since"], until=query["until"])
+    top = max([row["reached"] for row in report["stages"]] or [1]) or 1
+    return render_template("sales/funnel.html", report=report, top=top)
+
+
 # -- the approver's page (phone first) -------------------------------------------------------
 APPROVERS = ("sales_manager", "director", "finance", "admin")
 
