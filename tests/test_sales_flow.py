@@ -20,6 +20,8 @@ from server.processes.models import AuditEvent, HumanTask, ProcessInstance
 from server.sales.models import Contract, Lead, Opportunity, Product, Quote, Team, TeamMember
 
 START = datetime(2026, 4, 6, 9, 0, tzinfo=UTC)
+SALES_FILES = ("lead_to_contract.bpmn", "discount_approval.bpmn", "key_account_watch.bpmn", "lead_scoring.dmn",
+               "lead_routing.dmn", "discount_approvers.dmn")
 LEAD = {"company": "Acme Robotics Ltd.", "contact_name": "Wang Fang", "email": "Wang.Fang@Acme.example",
         "phone": "+86 138-0013-8000", "industry": "manufacturing", "region": "south", "product_line": "hvac",
         "company_size": 300, "engagement": 3, "source": "referral"}
@@ -28,8 +30,7 @@ LEAD = {"company": "Acme Robotics Ltd.", "contact_name": "Wang Fang", "email": "
 @pytest.fixture
 def org(app, deploy, make_user):
     """Deployed sales processes, a South team (manager + two reps), a director, finance, products."""
-    deploy("lead_to_contract.bpmn", "discount_approval.bpmn", "lead_scoring.dmn", "lead_routing.dmn",
-           "discount_approvers.dmn")
+    deploy(*SALES_FILES)
     people = {name: make_user(role, username=name) for name, role in [
         ("rep_a", "sales_rep"), ("rep_b", "sales_rep"), ("manager", "sales_manager"), ("director", "director"),
         ("finance", "finance"), ("manager2", "sales_manager")]}
@@ -132,6 +133,12 @@ def test_lead_to_signed_contract_with_director_and_finance_approval(app, client,
         assert [d.actor_id for d in decisions] == [people["director"][0], people["finance"][0]]
         assert "flowdesk-ios/1.4" in decisions[0].client and decisions[0].data["data"]["decision"] == "approve"
         assert db.session.get(ProcessInstance, instance).status == "completed"
+    [account] = client.get("/api/v1/accounts", headers=rep).get_json()
+    assert account["name"] == "Acme Robotics Ltd." and account["contacts"][0]["name"] == "Wang Fang"
+    [contract] = client.get("/api/v1/contracts", headers=rep).get_json()
+    assert contract["status"] == "signed" and contract["value"] == 90000.0
+    other_rep = people["rep_b" if owner == "rep_a" else "rep_a"][1]
+    assert client.get("/api/v1/contracts", headers=other_rep).get_json() == []
     history = client.get(f"/api/v1/opportunities/{opp_id}", headers=rep).get_json()["history"]
     assert [h["stage"] for h in history] == ["initial_contact", "needs_confirmed", "solution_demo",
                                              "quote_negotiation", "won"]
@@ -294,8 +301,7 @@ def test_reps_only_see_and_change_their_own_records(app, client, org):
 def test_funnel_on_the_seeded_data_equals_an_independent_sql_computation(app, client, deploy):
     from server.seeding import load_seeds
 
-    deploy("lead_to_contract.bpmn", "discount_approval.bpmn", "lead_scoring.dmn", "lead_routing.dmn",
-           "discount_approvers.dmn")
+    deploy(*SALES_FILES)
     with app.app_context(), transaction():
         load_seeds()
     with app.app_context():
@@ -373,3 +379,26 @@ def test_the_public_lead_form_is_rate_limited(client, org, monkeypatch):
                                                              "company": f"Co {n}"}) for n in range(3)]
     assert [a.status_code for a in answers] == [202, 202, 429]
     assert answers[2].headers["Retry-After"] == "60" and answers[2].mimetype == "application/problem+json"
+
+
+def test_a_key_account_without_activity_for_k_days_raises_a_reminder(app, org, poll_timers, run_worker):
+    from server.aftersales.models import Account
+    from server.sales import services as sales
+
+    with time_machine.travel(START, tick=False) as clock:
+        with app.app_context(), transaction():
+            account = Account(name="Quiet Key Co", tier="key", created_at=START)
+            db.session.add(account)
+            db.session.flush()
+            sales.watch_key_account(account)
+            sales.watch_key_account(account)  # once only
+            account_id = account.id
+        clock.move_to(START + timedelta(days=14, minutes=1))
+        poll_timers()
+        run_worker()
+    with app.app_context():
+        reminders = db.session.scalars(select(AuditEvent.data).where(AuditEvent.event == "key_account_reminder")).all()
+        assert [r["account_id"] for r in reminders] == [account_id]
+        watchers = db.session.scalars(select(ProcessInstance.id).where(
+            ProcessInstance.business_key == f"ACCOUNT-{account_id}")).all()
+        assert len(watchers) == 1

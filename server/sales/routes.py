@@ -16,7 +16,9 @@ from ..security.ratelimit import limit
 from . import services
 from .models import Product
 from .schemas import (
+    AccountSummarySchema,
     CaptureResultSchema,
+    ContractSchema,
     FunnelQuerySchema,
     FunnelSchema,
     ImportReportSchema,
@@ -130,6 +132,22 @@ def list_opportunities(query):
 def get_opportunity(opportunity_id):
     """An opportunity with its stage history and the next step (complete it via /tasks/{id}/complete)."""
     return _detail(services.get_opportunity(opportunity_id, current_principal()))
+
+
+@blp.route("/accounts", methods=["GET"])
+@blp.response(200, AccountSummarySchema(many=True))
+@roles_required(*SALES)
+def list_accounts():
+    """Accounts (with contacts and last activity) of the deals I may see."""
+    return services.list_accounts(current_principal())
+
+
+@blp.route("/contracts", methods=["GET"])
+@blp.response(200, ContractSchema(many=True))
+@roles_required(*SALES)
+def list_contracts():
+    """Contracts of the deals I may see."""
+    return services.list_contracts(current_principal())
 
 
 @blp.route("/products", methods=["GET"])

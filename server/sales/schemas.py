@@ -162,3 +162,21 @@ class DecisionSchema(Schema):
 
 class DelegateSchema(Schema):
     delegate_id = fields.Integer(required=True)
+
+
+class AccountSummarySchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    tier = fields.String()
+    contacts = fields.List(fields.Dict())
+    last_activity = fields.String()
+
+
+class ContractSchema(Schema):
+    id = fields.Integer()
+    opportunity_id = fields.Integer()
+    quote_id = fields.Integer()
+    value = fields.Float()
+    status = fields.String()
+    signed_at = fields.DateTime(allow_none=True)
+    signed_by = fields.String(allow_none=True)

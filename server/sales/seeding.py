@@ -71,6 +71,8 @@ def load_sales_seeds(spec: dict) -> dict:
                                        actor_id=opp.owner_id))
             opp.stage_entered_at = entered
             entered = left or entered
+    for account in accounts:
+        services.watch_key_account(account)
     for lead in spec["leads"]:
         services.capture_lead(dict(lead), source=lead.get("source", "seed"))
     return {"teams": len(teams), "opportunities": spec["opportunities"], "leads": len(spec["leads"])}

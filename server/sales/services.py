@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, or_, select
@@ -228,6 +228,31 @@ def list_opportunities(user: User, *, stage: str | None = None, limit: int = 100
     return db.session.scalars(stmt).all()
 
 
+def list_accounts(user: User, *, limit: int = 200) -> list[dict]:
+    """Accounts with their contacts and open deals; a rep sees the accounts of deals they may see."""
+    stmt = select(Account).order_by(Account.name).limit(limit)
+    owners = visible_owner_ids(user)
+    if owners is not None:
+        stmt = stmt.where(Account.id.in_(select(Opportunity.account_id).where(Opportunity.owner_id.in_(owners))))
+    accounts = db.session.scalars(stmt).all()
+    ids = [a.id for a in accounts]
+    contacts: dict[int, list] = {}
+    for c in db.session.scalars(select(Contact).where(Contact.account_id.in_(ids))):
+        contacts.setdefault(c.account_id, []).append({"id": c.id, "name": c.name, "email": c.email, "phone": c.phone})
+    return [{"id": a.id, "name": a.name, "tier": a.tier, "contacts": contacts.get(a.id, []),
+             "last_activity": (last_activity(a.id) or a.created_at).isoformat()} for a in accounts]
+
+
+def list_contracts(user: User, *, limit: int = 200) -> list[Contract]:
+    """Contracts of the deals the user may see."""
+    stmt = select(Contract).join(Opportunity, Opportunity.id == Contract.opportunity_id).order_by(
+        Contract.id.desc()).limit(limit)
+    owners = visible_owner_ids(user)
+    if owners is not None:
+        stmt = stmt.where(Opportunity.owner_id.in_(owners))
+    return db.session.scalars(stmt).all()
+
+
 def stage_history(opportunity_id: int) -> list[dict]:
     """The stages an opportunity went through, with days spent in each."""
     now = utcnow()
@@ -346,6 +371,8 @@ def convert_lead(lead_id: int, estimated_value: float = 0) -> int:
         db.session.flush()
     contact = Contact(account_id=account.id, name=lead.contact_name, email=lead.email, phone=lead.phone)
     db.session.add(contact)
+    if account.tier in ("key", "vip"):
+        watch_key_account(account)
     rival = open_opportunity_for(account.id, lead.product_line)
     opp = Opportunity(name=f"{lead.company} — {lead.product_line or 'deal'}", account_id=account.id,
                       contact_id=None, owner_id=lead.owner_id, team_id=lead.team_id, product_line=lead.product_line,
@@ -358,6 +385,38 @@ def convert_lead(lead_id: int, estimated_value: float = 0) -> int:
     _enter(opp, "initial_contact", lead.owner_id)
     lead.status, lead.opportunity_id = "qualified", opp.id
     return opp.id
+
+
+def last_activity(account_id: int) -> datetime | None:
+    """The latest thing that happened on an account: a deal created or moved to a stage."""
+    moved = db.session.scalar(select(func.max(StageChange.entered_at)).join(
+        Opportunity, Opportunity.id == StageChange.opportunity_id).where(Opportunity.account_id == account_id))
+    created = db.session.scalar(select(func.max(Opportunity.created_at)).where(Opportunity.account_id == account_id))
+    return max((t for t in (moved, created) if t is not None), default=None)
+
+
+@register_service("remind_inactive_key_account")
+def remind_inactive_key_account(account_id: int, days: int) -> bool:
+    """Remind the reps of a key account's open deals when nothing happened on it for ``days`` days."""
+    last = last_activity(account_id)
+    if last is not None and utcnow() - last < timedelta(days=days):
+        return False
+    owners = sorted(set(db.session.scalars(select(Opportunity.owner_id).where(
+        Opportunity.account_id == account_id, Opportunity.stage.notin_(("won", "lost"))))))
+    processes.record_audit("key_account_reminder", data={"account_id": account_id, "owners": owners,
+                                                          "last_activity": last.isoformat() if last else None})
+    return True
+
+
+def watch_key_account(account: Account) -> None:
+    """Start the key-account watch for a key or VIP account, once."""
+    from ..processes.models import ProcessInstance
+
+    key = f"ACCOUNT-{account.id}"
+    running = db.session.scalar(select(ProcessInstance.id).where(ProcessInstance.business_key == key,
+                                                                 ProcessInstance.status == "running"))
+    if account.tier in ("key", "vip") and running is None:
+        processes.start_instance("key_account_watch", {"account_id": account.id}, business_key=key)
 
 
 @register_service("enter_stage")
