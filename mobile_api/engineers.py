@@ -31,10 +31,9 @@ from server.aftersales.schemas import (
     WorkOrderPageSchema,
     WorkOrderQuerySchema,
 )
-from server.auth import services as auth_services
-from server.auth.access import bearer_token, client_label, current_principal, public, roles_required
+from server.auth.access import client_label, current_principal, public, roles_required
+from server.auth.routes import log_in, log_out, refresh_pair
 from server.auth.schemas import RefreshRequestSchema, TokenRequestSchema, TokenSchema
-from server.db import transaction
 
 from .idempotency import idempotent
 
@@ -52,9 +51,7 @@ _order, _detail, _engineer = ServiceRequestSchema(), ServiceRequestDetailSchema(
 @public
 def login(body):
     """Log in with username and password: an access token and a rotating refresh token."""
-    with transaction():
-        user = auth_services.authenticate(body["username"], body["password"])
-        return auth_services.issue_tokens(user, client_label())
+    return log_in(body)
 
 
 @blp.route("/auth/refresh", methods=["POST"])
@@ -63,8 +60,7 @@ def login(body):
 @public
 def refresh(body):
     """Trade the refresh token (single use) for a new pair."""
-    with transaction():
-        return auth_services.refresh_tokens(body["refresh_token"], client_label())
+    return refresh_pair(body)
 
 
 @blp.route("/auth/logout", methods=["POST"])
@@ -72,8 +68,7 @@ def refresh(body):
 @roles_required()
 def logout():
     """Revoke this access token."""
-    with transaction():
-        auth_services.revoke_token(bearer_token())
+    log_out()
 
 
 # -- me ------------------------------------------------------------------------------------

@@ -584,6 +584,15 @@ def _change_stock(stock_id: int, condition, **values) -> bool:
     return result.rowcount == 1
 
 
+def _record_usage(req: ServiceRequest, engineer: Engineer, user: User, stock: StockLevel, quantity: int,
+                  status: str) -> PartUsage:
+    usage = PartUsage(request_id=req.id, stock_id=stock.id, part_id=stock.part_id, quantity=quantity, status=status,
+                      unit_price=stock.part.unit_price, created_at=utcnow())
+    db.session.add(usage)
+    _log(req, f"part_{status}", engineer_id=engineer.id, actor=user, note=f"{quantity} × {stock.part.sku}")
+    return usage
+
+
 def reserve_part(request_id: int, user: User, part_id: int, quantity: int, source: str = "van") -> PartUsage:
     """Hold stock for this job."""
     req, engineer = work_order_for(request_id, user)
@@ -592,11 +601,7 @@ def reserve_part(request_id: int, user: User, part_id: int, quantity: int, sourc
     if not _change_stock(stock.id, StockLevel.quantity - StockLevel.reserved >= quantity,
                          reserved=StockLevel.reserved + quantity):
         raise Conflict(f"not enough '{stock.part.name}' at {stock.location}")
-    usage = PartUsage(request_id=req.id, stock_id=stock.id, part_id=part_id, quantity=quantity, status="reserved",
-                      unit_price=stock.part.unit_price, created_at=utcnow())
-    db.session.add(usage)
-    _log(req, "part_reserved", engineer_id=engineer.id, actor=user, note=f"{quantity} × {stock.part.sku}")
-    return usage
+    return _record_usage(req, engineer, user, stock, quantity, "reserved")
 
 
 def consume_part(request_id: int, user: User, part_id: int, quantity: int, source: str = "van") -> PartUsage:
@@ -617,11 +622,7 @@ def consume_part(request_id: int, user: User, part_id: int, quantity: int, sourc
     elif not _change_stock(stock.id, StockLevel.quantity - StockLevel.reserved >= quantity,
                            quantity=StockLevel.quantity - quantity):
         raise Conflict(f"not enough '{stock.part.name}' at {stock.location}")
-    usage = PartUsage(request_id=req.id, stock_id=stock.id, part_id=part_id, quantity=quantity, status="consumed",
-                      unit_price=stock.part.unit_price, created_at=utcnow())
-    db.session.add(usage)
-    _log(req, "part_consumed", engineer_id=engineer.id, actor=user, note=f"{quantity} × {stock.part.sku}")
-    return usage
+    return _record_usage(req, engineer, user, stock, quantity, "consumed")
 
 
 def return_part(request_id: int, user: User, usage_id: int, quantity: int) -> PartUsage:

@@ -23,9 +23,26 @@ pages = FlaskBlueprint("auth_pages", __name__)
 @public
 def token(body):
     """Exchange a username and password for an access and a refresh token."""
+    return log_in(body)
+
+
+def log_in(body: dict) -> dict:
+    """A token pair for valid credentials (shared by the web and the mobile API)."""
     with transaction():
         user = services.authenticate(body["username"], body["password"])
         return services.issue_tokens(user, client_label())
+
+
+def refresh_pair(body: dict) -> dict:
+    """A new token pair for a refresh token, which is then spent."""
+    with transaction():
+        return services.refresh_tokens(body["refresh_token"], client_label())
+
+
+def log_out() -> None:
+    """Revoke the bearer token of this request."""
+    with transaction():
+        services.revoke_token(bearer_token())
 
 
 @blp.route("/auth/refresh", methods=["POST"])
@@ -34,8 +51,7 @@ def token(body):
 @public
 def refresh(body):
     """Trade a refresh token (single use) for a new token pair."""
-    with transaction():
-        return services.refresh_tokens(body["refresh_token"], client_label())
+    return refresh_pair(body)
 
 
 @blp.route("/auth/logout", methods=["POST"])
@@ -43,8 +59,7 @@ def refresh(body):
 @roles_required()
 def logout():
     """Revoke the bearer token used for this call."""
-    with transaction():
-        services.revoke_token(bearer_token())
+    log_out()
 
 
 @blp.route("/me", methods=["GET"])

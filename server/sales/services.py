@@ -173,6 +173,12 @@ def visible_owner_ids(user: User) -> list[int] | None:
     return sorted(owners)
 
 
+def scoped(stmt, owner_column, user: User):
+    """``stmt`` limited to rows whose owner the user may see."""
+    owners = visible_owner_ids(user)
+    return stmt if owners is None else stmt.where(owner_column.in_(owners))
+
+
 def _check_visible(owner_id: int | None, user: User, what: str) -> None:
     owners = visible_owner_ids(user)
     if owners is not None and owner_id not in owners:
@@ -192,12 +198,7 @@ def list_leads(user: User, *, status: str | None = None, pool: bool = False, lim
                after_id: int | None = None) -> list[Lead]:
     """Leads the user may see (``pool``: unowned leads waiting for a rep)."""
     stmt = select(Lead).order_by(Lead.id).limit(limit)
-    if pool:
-        stmt = stmt.where(Lead.status == "pool")
-    else:
-        owners = visible_owner_ids(user)
-        if owners is not None:
-            stmt = stmt.where(Lead.owner_id.in_(owners))
+    stmt = stmt.where(Lead.status == "pool") if pool else scoped(stmt, Lead.owner_id, user)
     if status:
         stmt = stmt.where(Lead.status == status)
     if after_id:
@@ -217,10 +218,7 @@ def get_opportunity(opportunity_id: int, user: User) -> Opportunity:
 def list_opportunities(user: User, *, stage: str | None = None, limit: int = 100,
                        after_id: int | None = None) -> list[Opportunity]:
     """Opportunities the user may see."""
-    stmt = select(Opportunity).order_by(Opportunity.id).limit(limit)
-    owners = visible_owner_ids(user)
-    if owners is not None:
-        stmt = stmt.where(Opportunity.owner_id.in_(owners))
+    stmt = scoped(select(Opportunity).order_by(Opportunity.id).limit(limit), Opportunity.owner_id, user)
     if stage:
         stmt = stmt.where(Opportunity.stage == stage)
     if after_id:
@@ -231,9 +229,8 @@ def list_opportunities(user: User, *, stage: str | None = None, limit: int = 100
 def list_accounts(user: User, *, limit: int = 200) -> list[dict]:
     """Accounts with their contacts and open deals; a rep sees the accounts of deals they may see."""
     stmt = select(Account).order_by(Account.name).limit(limit)
-    owners = visible_owner_ids(user)
-    if owners is not None:
-        stmt = stmt.where(Account.id.in_(select(Opportunity.account_id).where(Opportunity.owner_id.in_(owners))))
+    if visible_owner_ids(user) is not None:
+        stmt = stmt.where(Account.id.in_(scoped(select(Opportunity.account_id), Opportunity.owner_id, user)))
     accounts = db.session.scalars(stmt).all()
     ids = [a.id for a in accounts]
     contacts: dict[int, list] = {}
@@ -247,10 +244,7 @@ def list_contracts(user: User, *, limit: int = 200) -> list[Contract]:
     """Contracts of the deals the user may see."""
     stmt = select(Contract).join(Opportunity, Opportunity.id == Contract.opportunity_id).order_by(
         Contract.id.desc()).limit(limit)
-    owners = visible_owner_ids(user)
-    if owners is not None:
-        stmt = stmt.where(Opportunity.owner_id.in_(owners))
-    return db.session.scalars(stmt).all()
+    return db.session.scalars(scoped(stmt, Opportunity.owner_id, user)).all()
 
 
 def stage_history(opportunity_id: int) -> list[dict]:
@@ -665,10 +659,7 @@ def funnel(user: User, *, team_id: int | None = None, owner_id: int | None = Non
            since: datetime | None = None, until: datetime | None = None) -> dict:
     """Per stage: count and value, conversion to the next stage, average days in stage; lost reasons;
     forecast = Σ value × stage probability over open deals. Scoped to what the user may see."""
-    stmt = select(Opportunity)
-    owners = visible_owner_ids(user)
-    if owners is not None:
-        stmt = stmt.where(Opportunity.owner_id.in_(owners))
+    stmt = scoped(select(Opportunity), Opportunity.owner_id, user)
     if team_id:
         stmt = stmt.where(Opportunity.team_id == team_id)
     if owner_id:
