@@ -3,7 +3,6 @@ registers blueprints and error handlers, and enforces deny-by-default access."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask, request
@@ -13,6 +12,7 @@ from .auth.access import ACCESS_ATTR
 from .config import load_config
 from .errors import PermissionDenied, register_error_handlers
 from .extensions import db, login_manager, migrate
+from .observability import configure_logging, init_request_tracking, register_metrics_route
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
@@ -30,9 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update(load_config())
     if test_config:
         app.config.update(test_config)
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # SpiffWorkflow logs every task state change at INFO: far too chatty (and slow) for a server.
-    logging.getLogger("spiff").setLevel(logging.WARNING)
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
@@ -70,6 +68,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     _register_domain_services()
 
     register_error_handlers(app)
+    init_request_tracking(app)
+    register_metrics_route(app)
     _enforce_access(app)
     from .cli import register_cli
 

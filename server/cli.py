@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,11 @@ def run_cmd(port, host, web_workers):
     from .seeding import demo_logins, load_seeds
 
     env = dict(os.environ)
+    # Metrics of all web and worker processes are merged through files here (cleared at each start).
+    metrics_dir = Path(current_app.config["DATA_DIR"]) / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     embedded = None
     if not current_app.config.get("REDIS_URL"):
         embedded = EmbeddedRedis(current_app.config["DATA_DIR"])

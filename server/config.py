@@ -83,6 +83,8 @@ def load_config() -> dict:
         "API_TOKEN_HOURS": _float("FLOWDESK_API_TOKEN_HOURS", 12.0),
         "REFRESH_TOKEN_DAYS": _float("FLOWDESK_REFRESH_TOKEN_DAYS", 30.0),
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": os.environ.get("FLOWDESK_LOG_FORMAT", "json"),  # json lines, or "text"
+        "METRICS_TOKEN": os.environ.get("FLOWDESK_METRICS_TOKEN"),  # bearer token for Prometheus scrapes
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # OpenAPI (flask-smorest)

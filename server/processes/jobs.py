@@ -17,6 +17,17 @@ log = logging.getLogger(__name__)
 ENQUEUED_KEY = "flowdesk:timers:enqueued"
 
 
+def record_lateness(timer_id: int) -> None:
+    """Observe how late a fired timer was (fired_at − due_at) for the metrics."""
+    from ..extensions import db
+    from ..observability import TIMER_LATENESS
+    from .models import Timer
+
+    timer = db.session.get(Timer, timer_id)
+    if timer is not None and timer.fired_at is not None:
+        TIMER_LATENESS.observe(max(0.0, (timer.fired_at - timer.due_at).total_seconds()))
+
+
 def fire_timer_job(timer_id: int) -> str:
     """Fire one timer; safe to deliver any number of times (fires at most once)."""
     with job_context():
@@ -30,6 +41,8 @@ def fire_timer_job(timer_id: int) -> str:
             outcome = "not-due"
         else:
             outcome = "fired" if fired else "skipped"
+            if fired:
+                record_lateness(timer_id)
         get_redis().zrem(ENQUEUED_KEY, timer_id)
         log.info("timer %s %s", timer_id, outcome)
         return outcome
