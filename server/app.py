@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask, request
 from flask_smorest import Api
 
-from .auth.access import ACCESS_ATTR
+from .auth.access import ACCESS_ATTR, current_principal
 from .config import load_config
 from .errors import PermissionDenied, register_error_handlers
 from .extensions import db, login_manager, migrate
@@ -90,11 +90,18 @@ def _enforce_access(app: Flask) -> None:
 
     @app.before_request
     def _deny_unmarked():
+        # Authorise before anything reads the body: a caller without the role gets 401/403, never a
+        # 422 that would tell them about the endpoint's schema.
         if request.endpoint is None or request.endpoint in open_endpoints:
             return None
         view = app.view_functions.get(request.endpoint)
-        if view is not None and getattr(view, ACCESS_ATTR, None) is None:
+        rule = getattr(view, ACCESS_ATTR, None) if view is not None else "public"
+        if rule is None:
             raise PermissionDenied("this route has no access rule")
+        if rule != "public":
+            user = current_principal()
+            if rule != "authenticated" and not user.has_role(*rule):
+                raise PermissionDenied(f"this needs one of the roles: {', '.join(rule)}")
         return None
 
     @app.after_request
