@@ -129,7 +129,7 @@ def test_lead_to_signed_contract_with_director_and_finance_approval(app, client,
         assert db.session.scalar(select(Contract.status).where(Contract.opportunity_id == opp_id)) == "signed"
         decisions = db.session.execute(select(AuditEvent.actor_id, AuditEvent.client, AuditEvent.data).where(
             AuditEvent.instance_id == instance, AuditEvent.element_id == "approve_discount",
-            AuditEvent.event == "task_completed")).all()
+            AuditEvent.event == "task_completed").order_by(AuditEvent.id)).all()
         assert [d.actor_id for d in decisions] == [people["director"][0], people["finance"][0]]
         assert "flowdesk-ios/1.4" in decisions[0].client and decisions[0].data["data"]["decision"] == "approve"
         assert db.session.get(ProcessInstance, instance).status == "completed"
