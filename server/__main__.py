@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("FLOWDESK_VENV", ROOT / ".venv"))
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".flowdesk-installed"
+FRONTEND = ROOT / "server" / "frontend"
+FRONTEND_STAMP = ROOT / "server" / "static" / "build" / ".flowdesk-built"
+CHROMIUM = Path("/usr/bin/chromium")
 
 USAGE = """usage: python3 -m server run [--port N]     set up and run the whole product
        python3 -m server test [pytest args] set up and run the test suite
@@ -40,6 +44,40 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_frontend() -> None:
+    """Build the diagram bundle (bpmn-js from the npm registry) when its sources changed.
+
+    Nothing third-party is committed: ``npm ci`` fetches the pinned packages and esbuild
+    bundles them with our entry into ``server/static/build/``.
+    """
+    sources = [FRONTEND / "package.json", FRONTEND / "package-lock.json", *sorted((FRONTEND / "src").iterdir())]
+    wanted = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+    if FRONTEND_STAMP.exists() and FRONTEND_STAMP.read_text() == wanted:
+        return
+    if shutil.which("npm") is None:
+        print("!! npm not found: the designer pages will show no BPMN diagram until `npm` is installed", flush=True)
+        return
+    print("building the BPMN diagram bundle with npm (first run only)", flush=True)
+    npm = ["npm", "--prefix", str(FRONTEND), "--no-audit", "--no-fund", "--loglevel=error"]
+    subprocess.run([*npm, "ci"], check=True)
+    subprocess.run([*npm, "run", "build"], check=True)
+    FRONTEND_STAMP.write_text(wanted)
+
+
+def ensure_browser() -> None:
+    """Install Debian's chromium for the browser tests when it is missing and we may (root + apt)."""
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing chromium for the browser tests (apt-get)", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False)
+    if not CHROMIUM.exists():
+        print("!! /usr/bin/chromium is missing: the browser tests will be SKIPPED (they fail in CI)", flush=True)
+
+
 def main(argv: list[str]) -> int:
     """Dispatch run / test / bench / cli inside the venv."""
     if not argv or argv[0] in ("-h", "--help"):
@@ -47,6 +85,10 @@ def main(argv: list[str]) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     ensure_venv()
+    if command in ("run", "test"):
+        ensure_frontend()
+    if command == "test":
+        ensure_browser()
     os.chdir(ROOT)
     if command == "run":
         args = [str(PYTHON), "-m", "server.cli", "run", *rest]

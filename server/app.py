@@ -52,8 +52,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import health
     from .aftersales import routes as aftersales_routes
     from .auth import routes as auth_routes
+    from .processes import pages as process_pages
     from .processes import routes as process_routes
     from .sales import routes as sales_routes
+    from .web import init_web
 
     api.register_blueprint(auth_routes.blp)
     api.register_blueprint(process_routes.blp)
@@ -65,6 +67,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth_routes.pages)
     app.register_blueprint(aftersales_routes.pages)
     app.register_blueprint(sales_routes.pages)
+    app.register_blueprint(process_pages.pages)
+    init_web(app)
     _register_domain_services()
 
     register_error_handlers(app)

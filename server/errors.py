@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify, render_template_string, request
+from flask import Flask, current_app, jsonify, redirect, render_template, render_template_string, request, url_for
 from marshmallow import ValidationError as MarshmallowValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -96,7 +96,14 @@ def problem(status: int, title: str, detail: str, **extra):
         response.status_code = status
         response.mimetype = "application/problem+json"
         return response
-    html = render_template_string(_HTML, title=title, detail=detail, errors=body.get("errors", []))
+    if status == 401 and request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+        # a browser on a page needing a session: sign in, then come back
+        return redirect(url_for("auth_pages.login_page", next=request.full_path.rstrip("?")))
+    problem_view = {"title": title, "detail": detail, "list": body.get("errors", []), "fields": {}}
+    try:
+        html = render_template("web/error.html", problem=problem_view, status=status)
+    except Exception:  # noqa: BLE001 - the page layout needs the database; never fail the error page
+        html = render_template_string(_HTML, title=title, detail=detail, errors=body.get("errors", []))
     return html, status, {"Content-Type": "text/html; charset=utf-8"}
 
 

@@ -153,7 +153,8 @@ def _browser_login(client, username: str) -> str:
 
 def test_desk_pages_open_a_request_and_show_the_report(app, client, world, make_user):
     make_user("dispatcher", username="desk1")
-    assert client.get("/desk/service").status_code == 401  # not signed in
+    anonymous = client.get("/desk/service", headers={"Accept": "text/html"})  # a browser, not signed in
+    assert anonymous.status_code == 302 and anonymous.headers["Location"] == "/login?next=/desk/service"
     with time_machine.travel(START, tick=False):
         csrf = _browser_login(client, "desk1")
         page = client.get("/desk/service")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
-from flask import redirect, render_template_string, request, session, url_for
+from flask import redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 from flask_smorest import Blueprint
 
@@ -70,17 +70,6 @@ def me():
     return current_principal()
 
 
-_LOGIN = """<!doctype html><html lang="en"><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Flowdesk — sign in</title>
-<main style="font-family:system-ui;max-width:22rem;margin:4rem auto;padding:0 1rem">
-<h1>Flowdesk</h1>{% if error %}<p role="alert" style="color:#b00">{{ error }}</p>{% endif %}
-<form method="post"><input type="hidden" name="csrf_token" value="{{ csrf }}">
-<p><label for="u">Username</label><br><input id="u" name="username" autocomplete="username" required></p>
-<p><label for="p">Password</label><br><input id="p" name="password" type="password"
- autocomplete="current-password" required></p>
-<p><button type="submit">Sign in</button></p></form></main></html>"""
-
-
 def csrf_token() -> str:
     """A per-session CSRF token for page forms."""
     import secrets
@@ -96,6 +85,12 @@ def csrf_ok() -> bool:
     return bool(sent) and sent == session.get("csrf")
 
 
+def _next_page() -> str:
+    """Where to go after signing in: the page that asked for it (same site only), else the start page."""
+    target = request.args.get("next") or ""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
 @pages.route("/login", methods=["GET", "POST"])
 @public
 def login_page():
@@ -109,10 +104,10 @@ def login_page():
                 with transaction():
                     user = services.authenticate(request.form.get("username", ""), request.form.get("password", ""))
                 login_user(user)
-                return redirect(url_for("auth_pages.home"))
+                return redirect(_next_page())
             except Unauthorized as err:
                 error = err.detail
-    return render_template_string(_LOGIN, error=error, csrf=csrf_token()), 401 if error else 200
+    return render_template("web/login.html", error=error), 401 if error else 200
 
 
 @pages.route("/logout", methods=["POST", "GET"])
@@ -121,14 +116,3 @@ def logout_page():
     """End the browser session."""
     logout_user()
     return redirect(url_for("auth_pages.login_page"))
-
-
-@pages.route("/")
-@roles_required()
-def home():
-    """Landing page after login."""
-    user = current_principal()
-    return render_template_string(
-        "<!doctype html><title>Flowdesk</title><main style='font-family:system-ui;margin:2rem'>"
-        "<h1>Flowdesk</h1><p>Signed in as {{ u.full_name }} ({{ ', '.join(u.roles) }}).</p>"
-        "<p><a href='/api/openapi.json'>API description</a> · <a href='/logout'>Sign out</a></p></main>", u=user)

@@ -318,6 +318,21 @@ class Engine:
 
         return self._run(version, workflow, action)
 
+    def element_states(self, version: VersionRef, state: dict) -> dict[str, list[str]]:
+        """Which BPMN elements of an instance have completed and which are active (to paint its diagram)."""
+        workflow = self._load(version, state)
+        completed, active = set(), set()
+        waiting = TaskState.READY | TaskState.STARTED | TaskState.WAITING
+        for task in _all_tasks(workflow):
+            element = task.task_spec.bpmn_id
+            if not element:
+                continue
+            if task.state == TaskState.COMPLETED:
+                completed.add(element)
+            elif task.state & waiting:
+                active.add(element)
+        return {"completed": sorted(completed - active), "active": sorted(active)}
+
     def missing_elements(self, version: VersionRef, state: dict) -> list[str]:
         """Task specs a saved state uses that ``version`` lacks (empty: the state can move to it)."""
         spec, subprocess_specs = self._specs(version)

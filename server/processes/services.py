@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from flask import current_app
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 from sqlalchemy.orm.exc import StaleDataError
@@ -693,6 +693,24 @@ def instance_view(instance_id: int) -> dict:
     subs = db.session.scalars(select(MessageSubscription).where(
         MessageSubscription.instance_id == instance_id)).all()
     return {"instance": instance, "tasks": tasks, "timers": timers, "incidents": incidents, "messages": subs}
+
+
+def instance_counts(process_key: str) -> dict[str, int]:
+    """How many instances of a process are in each status."""
+    rows = db.session.execute(select(ProcessInstance.status, func.count()).where(
+        ProcessInstance.process_key == process_key).group_by(ProcessInstance.status)).all()
+    return {status: count for status, count in rows}
+
+
+def element_states(instance_id: int) -> dict[str, list[str]]:
+    """An instance's completed, active and failed (open incident) elements, for its diagram."""
+    instance = get_instance(instance_id, with_state=True)
+    states = {"completed": [], "active": []}
+    if instance.state:
+        states = get_engine().element_states(_ref(instance), instance.state)
+    failed = db.session.scalars(select(Incident.element_id).where(
+        Incident.instance_id == instance_id, Incident.resolved_at.is_(None), Incident.element_id.is_not(None))).all()
+    return {**states, "failed": sorted(set(failed))}
 
 
 def audit_trail(instance_id: int) -> list[AuditEvent]:

@@ -1,0 +1,77 @@
+// The designer pages' diagram: bpmn-js renders a process (laid out by bpmn-auto-layout when the file
+// carries no diagram), paints an instance's state on it, marks validation errors on their elements,
+// and, on the edit page, lets the designer change the model and hand back its XML.
+import NavigatedViewer from "bpmn-js/lib/NavigatedViewer";
+import Modeler from "bpmn-js/lib/Modeler";
+import { layoutProcess } from "bpmn-auto-layout";
+
+const STATE_CLASSES = { completed: "fd-completed", active: "fd-active", failed: "fd-failed" };
+
+function hasDiagram(xml) {
+  return /<(\w+:)?BPMNDiagram[\s>]/.test(xml);
+}
+
+async function prepare(xml) {
+  return hasDiagram(xml) ? xml : layoutProcess(xml);
+}
+
+function readJson(id) {
+  const node = document.getElementById(id);
+  return node ? JSON.parse(node.textContent) : null;
+}
+
+function paint(viewer, state) {
+  const canvas = viewer.get("canvas");
+  const registry = viewer.get("elementRegistry");
+  for (const [kind, cls] of Object.entries(STATE_CLASSES)) {
+    for (const id of state[kind] || []) {
+      if (registry.get(id)) canvas.addMarker(id, cls);
+    }
+  }
+}
+
+function markErrors(viewer, errors) {
+  const overlays = viewer.get("overlays");
+  const registry = viewer.get("elementRegistry");
+  const canvas = viewer.get("canvas");
+  for (const error of errors || []) {
+    if (!error.element || !registry.get(error.element)) continue;
+    canvas.addMarker(error.element, "fd-failed");
+    const note = document.createElement("div");
+    note.className = "fd-error-note";
+    note.setAttribute("role", "note");
+    note.textContent = error.message;
+    overlays.add(error.element, { position: { bottom: -4, left: 0 }, html: note });
+  }
+}
+
+// Render every [data-bpmn] container on the page: data-bpmn names a JSON block with
+// {xml, state?, errors?, editable?}; an editable diagram writes its XML into data-bpmn-output on submit.
+async function mount(container) {
+  const spec = readJson(container.dataset.bpmn);
+  const Kind = spec.editable ? Modeler : NavigatedViewer;
+  const viewer = new Kind({ container });
+  try {
+    await viewer.importXML(await prepare(spec.xml));
+  } catch (err) {
+    container.textContent = container.dataset.failText || "The diagram could not be drawn.";
+    return;
+  }
+  viewer.get("canvas").zoom("fit-viewport");
+  if (spec.state) paint(viewer, spec.state);
+  if (spec.errors) markErrors(viewer, spec.errors);
+  container.dataset.rendered = "true";
+  const output = container.dataset.bpmnOutput && document.getElementById(container.dataset.bpmnOutput);
+  if (output) {
+    output.form.addEventListener("submit", async (event) => {
+      if (output.dataset.ready) return;
+      event.preventDefault();
+      const { xml } = await viewer.saveXML({ format: true });
+      output.value = xml;
+      output.dataset.ready = "1";
+      output.form.requestSubmit(event.submitter);
+    });
+  }
+}
+
+document.querySelectorAll("[data-bpmn]").forEach(mount);

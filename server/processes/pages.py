@@ -1,0 +1,126 @@
+"""The designer's pages: processes and their versions on a real BPMN diagram (bpmn-js), upload →
+validate → deploy with errors marked on the element they name, editing a diagram into a new
+version, and instances with their state painted on the diagram, data, audit trail, incidents and
+the retry / suspend / resume / terminate actions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from ..auth.access import client_label, current_principal, roles_required
+from ..db import transaction
+from ..engine import BpmnValidationError
+from ..errors import AppError, ValidationFailed
+from ..web import problem_for_page
+from . import services
+from .models import INSTANCE_STATUSES
+
+pages = Blueprint("designer_pages", __name__, url_prefix="/designer")
+DESIGN = ("designer", "admin")
+ACTIONS = {"suspend": services.suspend_instance, "resume": services.resume_instance,
+           "terminate": services.terminate_instance, "retry": services.retry_instance}
+
+
+def _bpmn_problem(err: BpmnValidationError) -> dict:
+    where = err.to_dict()
+    return {"title": "Invalid BPMN", "detail": err.message, "status": 422, "list": [where], "fields": {}}
+
+
+def _uploaded_files() -> dict[str, bytes]:
+    files = {f.filename: f.read() for f in request.files.getlist("files") if f.filename}
+    edited = request.form.get("xml")
+    if edited:  # the in-page editor sends the diagram back as text
+        files[request.form.get("file_name") or "edited.bpmn"] = edited.encode("utf-8")
+    if not files:
+        raise ValidationFailed("choose at least one .bpmn or .dmn file",
+                               errors=[{"field": "files", "message": "no file chosen"}])
+    return files
+
+
+@pages.route("", methods=["GET", "POST"])
+@roles_required(*DESIGN)
+def process_list():
+    """Deployed processes with their versions; upload a bundle to validate or deploy it."""
+    problem, result, uploaded, status = None, None, None, 200
+    if request.method == "POST":
+        try:
+            files = _uploaded_files()
+            uploaded = next(((name, data.decode("utf-8", "replace")) for name, data in files.items()
+                             if name.endswith(".bpmn")), None)
+            if request.form.get("action") == "deploy":
+                with transaction():
+                    result = services.deploy_bundle(files, source="page", actor=current_principal(),
+                                                    client=client_label())
+            else:
+                bundle = services.validate_bundle(files)
+                result = [{"process_key": p.process_id, "valid": True} for p in bundle.processes]
+        except BpmnValidationError as err:
+            problem, status = _bpmn_problem(err), 422
+        except AppError as err:
+            problem, status = problem_for_page(err), err.status
+    return render_template("designer/processes.html", processes=services.list_processes(), problem=problem,
+                           result=result, uploaded=uploaded), status
+
+
+@pages.route("/processes/<process_key>")
+@roles_required(*DESIGN)
+def process_detail(process_key):
+    """A process: its versions, and the chosen version's diagram."""
+    versions = services.list_versions(process_key)
+    chosen = request.args.get("version", type=int) or versions[0].version
+    name, xml = services.version_xml(process_key, chosen)
+    counts = services.instance_counts(process_key)
+    return render_template("designer/process.html", key=process_key, versions=versions, chosen=chosen,
+                           file_name=name, xml=xml, counts=counts)
+
+
+@pages.route("/processes/<process_key>/edit")
+@roles_required(*DESIGN)
+def process_edit(process_key):
+    """Edit a version's diagram in the page (bpmn-js modeler); saving deploys it as a new version."""
+    chosen = request.args.get("version", type=int)
+    name, xml = services.version_xml(process_key, chosen)
+    return render_template("designer/edit.html", key=process_key, file_name=name, xml=xml)
+
+
+@pages.route("/instances")
+@roles_required(*DESIGN)
+def instance_list():
+    """Instances filtered by process, status and business key (newest first, paged by id)."""
+    args = request.args
+    rows = services.list_instances(process_key=args.get("process") or None, status=args.get("status") or None,
+                                   business_key=args.get("business_key") or None, limit=50,
+                                   after_id=args.get("after", type=int))
+    return render_template("designer/instances.html", instances=rows, statuses=INSTANCE_STATUSES,
+                           processes=services.list_processes(), filters=args)
+
+
+@pages.route("/instances/<int:instance_id>")
+@roles_required(*DESIGN)
+def instance_detail(instance_id, problem=None, status=200):
+    """An instance on its diagram (completed, active, failed elements), with data, audit and incidents."""
+    view = services.instance_view(instance_id)
+    instance = view["instance"]
+    _, xml = services.version_xml(instance.process_key, instance.process_version_number)
+    return render_template("designer/instance.html", view=view, instance=instance, xml=xml,
+                           states=services.element_states(instance_id), audit=services.audit_trail(instance_id),
+                           problem=problem), status
+
+
+@pages.route("/instances/<int:instance_id>/<action>", methods=["POST"])
+@roles_required(*DESIGN)
+def instance_action(instance_id, action):
+    """Retry, suspend, resume or terminate an instance from its page (409 when the page was stale)."""
+    if action not in ACTIONS:
+        raise ValidationFailed(f"unknown action '{action}'")
+    kwargs = {"expected_version": request.form.get("version", type=int), "client": client_label()}
+    if action == "terminate":
+        kwargs["reason"] = request.form.get("reason") or None
+    if action == "retry":
+        kwargs["to_latest"] = request.form.get("to_latest") == "1"
+    try:
+        with transaction():
+            ACTIONS[action](instance_id, current_principal(), **kwargs)
+    except AppError as err:
+        return instance_detail(instance_id, problem=problem_for_page(err), status=err.status)
+    return redirect(url_for("designer_pages.instance_detail", instance_id=instance_id, done=action))

@@ -1,0 +1,99 @@
+"""What every browser page shares: the layout with navigation by role, the language
+(English or Simplified Chinese through Flask-Babel, from the user's profile, the session or the
+browser), CSRF on every signed-in form, and problems shown in the words the API uses."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, request, session
+from flask_babel import Babel, get_locale
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+from ..auth.access import ACCESS_ATTR
+from ..auth.routes import csrf_ok, csrf_token
+from ..errors import AppError, ValidationFailed
+
+LANGUAGES = {"en": "English", "zh": "简体中文"}
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
+
+# (label, endpoint, roles that see it): the navigation each role gets.
+NAV = (
+    (_l("My tasks"), "web.task_inbox", None),
+    (_l("Processes"), "designer_pages.process_list", ("designer",)),
+    (_l("Instances"), "designer_pages.instance_list", ("designer",)),
+    (_l("Leads"), "sales_pages.lead_list", ("sales_rep", "sales_manager", "director", "finance")),
+    (_l("Pipeline"), "sales_pages.pipeline", ("sales_rep", "sales_manager", "director", "finance")),
+    (_l("Funnel"), "sales_pages.funnel_page", ("sales_rep", "sales_manager", "director", "finance")),
+    (_l("Approvals"), "sales_pages.approvals_page", ("sales_manager", "director", "finance")),
+    (_l("Service desk"), "aftersales_pages.desk", ("dispatcher", "service_manager")),
+    (_l("Engineers"), "aftersales_pages.engineers_page", ("dispatcher", "service_manager")),
+    (_l("Service report"), "aftersales_pages.report_view", ("dispatcher", "service_manager")),
+)
+
+
+def select_locale() -> str:
+    """The page language: the user's profile, else the session's choice, else the browser's."""
+    if current_user and getattr(current_user, "is_authenticated", False) and current_user.locale in LANGUAGES:
+        return current_user.locale
+    if session.get("lang") in LANGUAGES:
+        return session["lang"]
+    return request.accept_languages.best_match(list(LANGUAGES), default="en")
+
+
+def compile_translations(folder: Path = TRANSLATIONS) -> None:
+    """Compile each ``messages.po`` to ``.mo`` when the catalogue is newer (atomic: many workers start at once)."""
+    for po in folder.glob("*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        with po.open("rb") as source:
+            catalog = read_po(source)
+        handle, temporary = tempfile.mkstemp(dir=po.parent, suffix=".mo.tmp")
+        with os.fdopen(handle, "wb") as target:
+            write_mo(target, catalog)
+        os.replace(temporary, mo)
+
+
+def problem_for_page(err: AppError) -> dict:
+    """A problem as pages show it: the API's title and detail, and its field errors keyed by field."""
+    errors = err.extra.get("errors") or []
+    return {"title": err.title, "detail": err.detail, "status": err.status, "list": errors,
+            "fields": {e.get("field"): e.get("message") for e in errors if e.get("field")}}
+
+
+def nav_links(user) -> list[tuple[str, str]]:
+    """The navigation entries ``user`` may follow."""
+    if not getattr(user, "is_authenticated", False):
+        return []
+    return [(label, endpoint) for label, endpoint, roles in NAV if roles is None or user.has_role(*roles)]
+
+
+def init_web(app: Flask) -> None:
+    """Wire the language, templates' helpers, the CSRF check and the shared pages into ``app``."""
+    compile_translations()
+    Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS))
+    app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES, nav_links=nav_links,
+                                 get_locale=get_locale)
+    app.jinja_env.add_extension("jinja2.ext.do")
+
+    @app.before_request
+    def _check_csrf():
+        # Every signed-in form post must carry the session's token; API calls use bearer tokens
+        # (no cookies, so no cross-site forgery), public QR pages carry a signed link instead.
+        if request.method != "POST" or request.path.startswith("/api/") or request.endpoint is None:
+            return None
+        view = app.view_functions.get(request.endpoint)
+        if getattr(view, ACCESS_ATTR, None) == "public" or csrf_ok():
+            return None
+        raise ValidationFailed("your form expired; please reload the page and try again",
+                               errors=[{"field": "csrf_token", "message": "missing or stale"}])
+
+    from . import pages
+
+    app.register_blueprint(pages.web)
