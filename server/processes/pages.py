@@ -5,6 +5,8 @@ the retry / suspend / resume / terminate actions."""
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..auth.access import client_label, current_principal, roles_required
@@ -72,6 +74,23 @@ def process_detail(process_key):
     counts = services.instance_counts(process_key)
     return render_template("designer/process.html", key=process_key, versions=versions, chosen=chosen,
                            file_name=name, xml=xml, counts=counts)
+
+
+@pages.route("/processes/<process_key>/start", methods=["POST"])
+@roles_required(*DESIGN)
+def start_from_page(process_key):
+    """Start an instance of the latest version with JSON data typed in the page, then show it."""
+    try:
+        data = json.loads(request.form.get("data") or "{}")
+    except ValueError as err:
+        raise ValidationFailed("the start data is not valid JSON",
+                               errors=[{"field": "data", "message": f"line {err.lineno}: {err.msg}"}]) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("the start data must be a JSON object", errors=[{"field": "data", "message": "{…}"}])
+    with transaction():
+        view = services.start_instance(process_key, data, business_key=request.form.get("business_key") or None,
+                                       actor=current_principal(), client=client_label())
+    return redirect(url_for("designer_pages.instance_detail", instance_id=view["instance"].id))
 
 
 @pages.route("/processes/<process_key>/edit")

@@ -707,7 +707,8 @@ def element_states(instance_id: int) -> dict[str, list[str]]:
     instance = get_instance(instance_id, with_state=True)
     states = {"completed": [], "active": []}
     if instance.state:
-        states = get_engine().element_states(_ref(instance), instance.state)
+        pv = db.session.get(ProcessVersion, instance.process_version_id)
+        states = get_engine().element_states(version_ref(pv.id, pv.process_key, pv.dialect), instance.state)
     failed = db.session.scalars(select(Incident.element_id).where(
         Incident.instance_id == instance_id, Incident.resolved_at.is_(None), Incident.element_id.is_not(None))).all()
     return {**states, "failed": sorted(set(failed))}
