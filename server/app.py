@@ -50,10 +50,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     from mobile_api import engineers as mobile_engineers
 
     from . import health
+    from .aftersales import pages as aftersales_pages
     from .aftersales import routes as aftersales_routes
     from .auth import routes as auth_routes
     from .processes import pages as process_pages
     from .processes import routes as process_routes
+    from .sales import pages as sales_pages
     from .sales import routes as sales_routes
     from .web import init_web
 
@@ -65,16 +67,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     api.register_blueprint(sales_routes.blp)
     api.register_blueprint(mobile_approvals.blp)
     app.register_blueprint(auth_routes.pages)
-    app.register_blueprint(aftersales_routes.pages)
-    app.register_blueprint(sales_routes.pages)
+    app.register_blueprint(aftersales_pages.pages)
+    app.register_blueprint(sales_pages.pages)
     app.register_blueprint(process_pages.pages)
-    init_web(app)
     _register_domain_services()
 
     register_error_handlers(app)
     init_request_tracking(app)
     register_metrics_route(app)
     _enforce_access(app)
+    init_web(app)  # after the access check: its CSRF check must not answer anonymous callers first
     from .cli import register_cli
 
     register_cli(app)

@@ -26,7 +26,11 @@ ACCESS: dict[str, set[str] | str] = {
     "api-docs.openapi_json": PUBLIC, "health.health": PUBLIC,
     "metrics": {"admin"},  # marked public: it checks an admin's token or the scrape token itself
     "auth.token": PUBLIC, "auth.refresh": PUBLIC, "auth_pages.login_page": PUBLIC, "auth_pages.logout_page": PUBLIC,
-    "auth.logout": ANY, "auth.me": ANY, "auth_pages.home": ANY,
+    "auth.logout": ANY, "auth.me": ANY,
+    "web.home": ANY, "web.task_inbox": ANY, "web.task_page": ANY, "web.set_language": PUBLIC,
+    **{f"designer_pages.{name}": DESIGN for name in (
+        "process_list", "process_detail", "process_edit", "start_from_page", "instance_list", "instance_detail",
+        "instance_action")},
     **{f"processes.{name}": DESIGN for name in (
         "deploy", "get_instance", "instance_audit", "list_instances", "list_processes", "list_versions", "resume",
         "retry", "send_message", "start_instance", "suspend", "terminate", "validate_bundle", "version_xml")},
@@ -36,7 +40,7 @@ ACCESS: dict[str, set[str] | str] = {
     **{f"aftersales.{name}": DESK for name in (
         "asset_qr", "create_request", "get_asset", "get_request", "list_assets", "list_engineers", "list_requests",
         "override_dispatch", "service_report")},
-    "aftersales_pages.desk_page": DESK, "aftersales_pages.report_view": DESK,
+    **{f"aftersales_pages.{name}": DESK for name in ("desk_page", "report_view", "request_page", "engineers_page")},
     "aftersales_pages.report_page": PUBLIC, "aftersales_pages.status_page": PUBLIC,
     "aftersales_pages.rate_page": PUBLIC,
     "mobile_engineers.login": PUBLIC, "mobile_engineers.refresh": PUBLIC, "mobile_engineers.logout": ANY,
@@ -47,11 +51,13 @@ ACCESS: dict[str, set[str] | str] = {
     **{f"sales.{name}": SALES for name in (
         "create_lead", "create_quote", "funnel", "get_lead", "get_opportunity", "list_accounts", "list_contracts",
         "list_leads", "list_opportunities", "list_products", "send_quote")},
-    "sales_pages.funnel_page": SALES,
+    **{f"sales_pages.{name}": SALES for name in (
+        "funnel_page", "lead_list", "pipeline", "opportunity_page", "send_quote_page")},
     "sales.import_leads": {"sales_manager", "director", "admin"},
     "sales.web_form_lead": PUBLIC,
     **{f"mobile_approvals.{name}": APPROVERS for name in ("approval", "approvals", "approve", "delegate", "reject")},
     "sales_pages.approvals_page": APPROVERS, "sales_pages.decide_page": APPROVERS,
+    "sales_pages.approval_history": APPROVERS,
 }
 
 

@@ -6,6 +6,7 @@ duplicates and CSV import, the permission matrix, the funnel."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -344,7 +345,7 @@ def test_approval_page_and_funnel_page(app, client, org):
         csrf = _browser_login(browser, "director")
         page = browser.get("/approvals").get_data(as_text=True)
         assert "Acme Robotics Ltd." in page and 'name="viewport"' in page and "15.0 %" in page
-        task_id = int(page.split('/approvals/', 1)[1].split('"', 1)[0])
+        task_id = int(re.search(r'action="/approvals/(\d+)"', page).group(1))
         no_reason = browser.post(f"/approvals/{task_id}", data={"action": "reject", "csrf_token": csrf})
         assert no_reason.status_code == 422 and "reason" in no_reason.get_data(as_text=True)
         assert browser.post(f"/approvals/{task_id}", data={"action": "approve"}).status_code == 422  # no CSRF
@@ -353,6 +354,8 @@ def test_approval_page_and_funnel_page(app, client, org):
         assert "Nothing waiting" in browser.get(done.headers["Location"]).get_data(as_text=True)
         funnel = browser.get("/sales/funnel")
         assert funnel.status_code == 200 and "quote negotiation" in funnel.get_data(as_text=True)
+        history = browser.get("/approvals/history").get_data(as_text=True)
+        assert "approve" in history and "Acme" in history
     with app.app_context():
         assert db.session.get(Quote, quote_id).status == "approved"
 

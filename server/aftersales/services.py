@@ -492,6 +492,32 @@ def override_dispatch(request_id: int, engineer_id: int, actor: User, *, client:
     return req
 
 
+FOLLOW_UP_ELEMENTS = ("dispatch_manually", "review_response_breach", "review_resolution_breach",
+                      "follow_up_low_rating")
+
+
+def desk_follow_ups(limit: int = 100) -> list[HumanTask]:
+    """Open desk work: manual dispatches, SLA breach reviews, low-rating follow-ups (oldest first)."""
+    return db.session.scalars(select(HumanTask).where(HumanTask.element_id.in_(FOLLOW_UP_ELEMENTS),
+                                                      HumanTask.status == "open")
+                              .order_by(HumanTask.id).limit(limit)).all()
+
+
+def position_plot(engineers: list[Engineer], width: int = 600, height: int = 400, margin: int = 20) -> list[dict]:
+    """Engineers as points of a plot (x, y in a width × height box; north up), at their last position
+    or, without one, at their home base — map tiles are not needed (nor reachable offline)."""
+    points = [(e, e.last_lat if e.last_lat is not None else e.home_lat,
+               e.last_lon if e.last_lon is not None else e.home_lon) for e in engineers]
+    if not points:
+        return []
+    lats, lons = [lat for _, lat, _ in points], [lon for _, _, lon in points]
+    span_lat, span_lon = (max(lats) - min(lats)) or 1.0, (max(lons) - min(lons)) or 1.0
+    inner_w, inner_h = width - 2 * margin, height - 2 * margin
+    return [{"engineer": e, "x": round(margin + (lon - min(lons)) / span_lon * inner_w, 1),
+             "y": round(margin + (max(lats) - lat) / span_lat * inner_h, 1), "lat": lat, "lon": lon,
+             "live": e.last_lat is not None} for e, lat, lon in points]
+
+
 def redispatch_waiting() -> int:
     """Retry automatic dispatch for requests waiting in the dispatcher's queue, VIP first, then by
     response deadline; returns how many were retried. Run when an engineer becomes available."""

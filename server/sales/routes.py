@@ -3,14 +3,12 @@ their stage steps, products, quotes, the funnel — and the approver's page."""
 
 from __future__ import annotations
 
-from flask import Blueprint as FlaskBlueprint
-from flask import redirect, render_template, request, url_for
+from flask import request
 from flask_smorest import Blueprint
 
 from ..auth.access import client_label, current_principal, public, roles_required
-from ..auth.routes import csrf_ok, csrf_token
 from ..db import transaction
-from ..errors import AppError, ValidationFailed
+from ..errors import ValidationFailed
 from ..extensions import db
 from ..security.ratelimit import limit
 from . import services
@@ -35,11 +33,8 @@ from .schemas import (
 )
 
 blp = Blueprint("sales", __name__, url_prefix="/api/v1", description="Leads, opportunities, quotes, funnel")
-pages = FlaskBlueprint("sales_pages", __name__, template_folder="../templates")
 
 SALES = ("sales_rep", "sales_manager", "director", "finance", "admin")
-STEP_ELEMENTS = ("contact_lead", "qualify_lead", "confirm_needs", "present_solution", "prepare_quote", "negotiate",
-                 "sign_contract")
 
 
 @blp.route("/leads", methods=["POST"])
@@ -108,8 +103,7 @@ def get_lead(lead_id):
 
 
 def _detail(opp):
-    task = next((services.open_task_of(opp.instance_id, e) for e in STEP_ELEMENTS
-                 if services.open_task_of(opp.instance_id, e)), None) if opp.instance_id else None
+    task = services.next_step(opp.instance_id)
     columns = {c.key: getattr(opp, c.key) for c in type(opp).__mapper__.column_attrs}
     return {**columns, "history": services.stage_history(opp.id),
             "next_step": {"task_id": task.id, "element_id": task.element_id, "form_key": task.form_key,
@@ -186,52 +180,3 @@ def funnel(query):
     """Per stage count, value, conversion and days in stage; lost reasons; weighted forecast."""
     return services.funnel(current_principal(), team_id=query["team_id"], owner_id=query["owner_id"],
                            since=query["since"], until=query["until"])
-
-
-@pages.route("/sales/funnel", methods=["GET"])
-@roles_required(*SALES)
-def funnel_page():
-    """The funnel as a page: stage bars, conversion, days in stage, lost reasons, forecast."""
-    query = FunnelQuerySchema().load(request.args)
-    report = services.funnel(current_principal(), team_id=query["team_id"], owner_id=query["owner_id"],
-                             since=query["since"], until=query["until"])
-    top = max([row["reached"] for row in report["stages"]] or [1]) or 1
-    return render_template("sales/funnel.html", report=report, top=top)
-
-
-# -- the approver's page (phone first) -------------------------------------------------------
-APPROVERS = ("sales_manager", "director", "finance", "admin")
-
-
-@pages.route("/approvals", methods=["GET"])
-@roles_required(*APPROVERS)
-def approvals_page():
-    """Pending discount approvals with their deal context."""
-    user = current_principal()
-    items = [services.approval_context(task) for task in services.pending_approvals(user)]
-    return render_template("sales/approvals.html", items=items, csrf=csrf_token(), message=request.args.get("done"))
-
-
-@pages.route("/approvals/<int:task_id>", methods=["POST"])
-@roles_required(*APPROVERS)
-def decide_page(task_id):
-    """Approve, reject (with a reason) or delegate from the page."""
-    user = current_principal()
-    action = request.form.get("action")
-    try:
-        if not csrf_ok():
-            raise ValidationFailed("your form expired; please reload the page")
-        with transaction():
-            if action == "delegate":
-                services.delegate_approval(task_id, user, int(request.form.get("delegate_id") or 0),
-                                           client=client_label())
-            else:
-                services.decide_approval(task_id, user, action or "", request.form.get("reason") or None,
-                                         client=client_label())
-    except AppError as err:
-        items = [services.approval_context(task) for task in services.pending_approvals(user)]
-        errors = err.extra.get("errors") or []
-        return render_template("sales/approvals.html", items=items, csrf=csrf_token(), error=err.detail,
-                               errors=errors, error_task=task_id), err.status
-    return redirect(url_for("sales_pages.approvals_page", done=f"{action} recorded"))
-

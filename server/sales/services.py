@@ -570,6 +570,25 @@ def open_task_of(opportunity_or_lead_instance: int, element_id: str) -> HumanTas
                                                      HumanTask.status == "open"))
 
 
+STEP_ELEMENTS = ("contact_lead", "qualify_lead", "confirm_needs", "present_solution", "prepare_quote", "negotiate",
+                 "sign_contract")
+
+
+def next_step(instance_id: int | None) -> HumanTask | None:
+    """The rep's open step (a lead's or opportunity's human task) in its lead-to-contract instance."""
+    if instance_id is None:
+        return None
+    return db.session.scalar(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                     HumanTask.element_id.in_(STEP_ELEMENTS),
+                                                     HumanTask.status == "open").order_by(HumanTask.id))
+
+
+def quotes_of(opportunity_id: int) -> list[Quote]:
+    """An opportunity's quotes, newest first."""
+    return db.session.scalars(select(Quote).where(Quote.opportunity_id == opportunity_id)
+                              .order_by(Quote.id.desc())).all()
+
+
 # -- approvals (mobile) --------------------------------------------------------------------
 def _approval_tasks_query():
     return select(HumanTask).where(HumanTask.element_id == "approve_discount", HumanTask.status == "open")
@@ -642,6 +661,34 @@ def delegate_approval(task_id: int, user: User, delegate_id: int, *, client: str
                            actor=user, client=client, element_id=task.element_id,
                            data={"task_id": task.id, "to": delegate.id})
     return task
+
+
+def possible_delegates(user: User) -> list[User]:
+    """Colleagues who hold some approval authority (the delegate list of the approval page)."""
+    users = db.session.scalars(select(User).where(User.active.is_(True), User.id != user.id)
+                               .order_by(User.full_name, User.username)).all()
+    return [u for u in users if any(role in AUTHORITY for role in u.roles)]
+
+
+def decisions_by(user: User, *, limit: int = 100) -> list[dict]:
+    """The approval decisions and delegations ``user`` took, newest first, with the deal they were about."""
+    from ..processes.models import AuditEvent, ProcessInstance
+
+    rows = db.session.execute(
+        select(AuditEvent, ProcessInstance.data).join(ProcessInstance, ProcessInstance.id == AuditEvent.instance_id)
+        .where(AuditEvent.actor_id == user.id, AuditEvent.element_id == "approve_discount",
+               AuditEvent.event.in_(("task_completed", "approval_delegated")))
+        .order_by(AuditEvent.id.desc()).limit(limit)).all()
+    quotes = {q.id: q for q in db.session.scalars(select(Quote).where(
+        Quote.id.in_({(data or {}).get("quote_id") for _, data in rows})))}
+    out = []
+    for event, data in rows:
+        quote = quotes.get((data or {}).get("quote_id"))
+        details = (event.data or {}).get("data") or {}
+        out.append({"at": event.created_at, "decision": details.get("decision") or "delegate",
+                    "reason": details.get("reason"), "quote": quote,
+                    "deal": quote.opportunity.name if quote else None})
+    return out
 
 
 def _instance_ref(instance_id: int):

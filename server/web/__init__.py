@@ -31,7 +31,7 @@ NAV = (
     (_l("Pipeline"), "sales_pages.pipeline", ("sales_rep", "sales_manager", "director", "finance")),
     (_l("Funnel"), "sales_pages.funnel_page", ("sales_rep", "sales_manager", "director", "finance")),
     (_l("Approvals"), "sales_pages.approvals_page", ("sales_manager", "director", "finance")),
-    (_l("Service desk"), "aftersales_pages.desk", ("dispatcher", "service_manager")),
+    (_l("Service desk"), "aftersales_pages.desk_page", ("dispatcher", "service_manager")),
     (_l("Engineers"), "aftersales_pages.engineers_page", ("dispatcher", "service_manager")),
     (_l("Service report"), "aftersales_pages.report_view", ("dispatcher", "service_manager")),
 )
