@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..auth.access import client_label, current_principal, public, roles_required
@@ -37,7 +38,7 @@ def desk_page():
         form = request.form
         try:
             with transaction():
-                req, _ = services.report_fault(int(form.get("asset_id") or 0), form.get("description", ""),
+                req, _created = services.report_fault(int(form.get("asset_id") or 0), form.get("description", ""),
                                                source="dispatcher", priority=form.get("priority", "normal"),
                                                reporter_name=form.get("reporter_name") or None,
                                                reporter_phone=form.get("reporter_phone") or None,
@@ -131,7 +132,7 @@ def report_page(token):
     except AppError as err:
         return _page_error(err)
     if form.get("website"):  # a honeypot field people never see: bots fill it in
-        return render_template("public/message.html", title="Thank you", message="Your report was received."), 200
+        return render_template("public/message.html", title=_("Thank you"), message=_("Your report was received.")), 200
     try:
         with transaction():
             req, created = services.report_fault(
@@ -184,5 +185,5 @@ def rate_page(token):
         return render_template("public/rate.html", req=req, token=token, error=err.detail), 422
     except AppError as err:
         return _page_error(err)
-    return render_template("public/message.html", title="Thank you",
-                           message="Thank you for rating the visit."), 201
+    return render_template("public/message.html", title=_("Thank you"),
+                           message=_("Thank you for rating the visit.")), 201
