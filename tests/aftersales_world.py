@@ -28,7 +28,7 @@ OFFSETS = [(0.010, 0.004), (-0.006, 0.013), (0.030, -0.020), (0.002, 0.060), (-0
 @pytest.fixture
 def world(app, deploy, make_user):
     """Deployed after-sales process, a customer asset, five engineers with phones, a dispatcher."""
-    deploy("after_sales_service.bpmn", "sla_targets.dmn", "service_pricing.dmn")
+    deploy("after_sales_service.bpmn", "sla_targets.dmn", "service_timings.dmn", "service_pricing.dmn")
     engineers = []
     for n, (dlat, dlon) in enumerate(OFFSETS):
         user_id, headers = make_user("engineer", username=f"field{n}")

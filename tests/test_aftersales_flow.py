@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import time_machine
 from sqlalchemy import select
 
 from server.aftersales import services
-from server.aftersales.models import Engineer, Rating, StockLevel, WorkOrderEvent
+from server.aftersales.models import Engineer, Rating, ServiceRequest, StockLevel, WorkOrderEvent
 from server.db import transaction
 from server.extensions import db
+from server.processes.models import Timer
 
 from .aftersales_world import SITE, START, _by_id, _expected_engineer, _open_tasks, _report, _request
 
@@ -184,3 +186,24 @@ def test_an_engineer_becoming_available_serves_the_waiting_queue_vip_first(app, 
     assert _request(app, vip_id).engineer_id == nearest_to_normal["id"]
     assert _request(app, normal_id).engineer_id is None
     assert _open_tasks(app, normal_id) == ["dispatch_manually"]
+
+
+def test_the_offer_and_sla_timers_take_their_durations_from_the_dmn_tables(app, client, world, deploy):
+    # A designer shortens the windows by redeploying the two tables (decimal minutes count as seconds).
+    workflows = Path(__file__).resolve().parent.parent / "workflows"
+    sla = workflows.joinpath("sla_targets.dmn").read_text().replace("<text>120</text>", "<text>0.5</text>")
+    timings = workflows.joinpath("service_timings.dmn").read_text()
+    for old, new in (("PT10M", "PT20S"), ("PT15M", "PT30S"), ("P14D", "PT1M")):
+        timings = timings.replace(f'"{old}"', f'"{new}"')
+    deploy("after_sales_service.bpmn", "service_pricing.dmn",
+           files={"sla_targets.dmn": sla, "service_timings.dmn": timings})
+    with time_machine.travel(START, tick=False):
+        request_id = _report(client, world["token"])
+        with app.app_context():
+            req = db.session.get(ServiceRequest, request_id)
+            due = {t.element_id: t.due_at - START for t in db.session.scalars(
+                select(Timer).where(Timer.instance_id == req.instance_id))}
+            assert req.response_due_at == START + timedelta(seconds=30)
+    assert due == {"offer_timeout": timedelta(seconds=20), "response_warning": timedelta(seconds=22),
+                   "response_breach": timedelta(seconds=30), "resolution_warning": timedelta(minutes=1080),
+                   "resolution_breach": timedelta(minutes=1440)}

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -202,3 +203,30 @@ def test_a_suspended_instance_keeps_its_timer_until_resumed(deploy, start, clien
         run_worker()
     with app.app_context():
         assert db.session.get(ProcessInstance, iid).status == "completed"
+
+
+def test_several_pollers_at_once_hand_each_due_timer_to_rq_once(deploy, start, app, redis_conn):
+    from server.jobs.poller import enqueue_due_timers
+    from server.jobs.queues import TIMERS, get_queue
+
+    deploy("delay.bpmn")
+    with time_machine.travel(datetime.now(UTC) - timedelta(hours=1), tick=False):
+        for _ in range(100):
+            start("delay")
+    counts: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def poller():
+        with app.app_context():
+            barrier.wait()
+            counts.append(enqueue_due_timers())
+            db.session.remove()
+
+    threads = [threading.Thread(target=poller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with app.app_context():
+        queued = get_queue(TIMERS).get_job_ids()
+    assert sum(counts) == 100 and len(queued) == 100

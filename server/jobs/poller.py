@@ -1,7 +1,10 @@
 """The timer poller: the database is the source of truth for timers; this loop
-hands every due, unfired timer to RQ. A timer handed over but not fired within
-``REDELIVER_SECONDS`` (worker killed, Redis flushed) is handed over again; the
-guarded update in ``fire_timer`` makes the extra delivery harmless."""
+hands every due, unfired timer to RQ. Each hand-over is claimed in Redis with
+``SET NX EX``, so of several pollers (one per machine) exactly one enqueues a
+given timer; the claim expires after ``TIMER_REDELIVER_SECONDS``, so a timer
+handed over but not fired by then (worker killed, Redis flushed) is handed
+over again. The guarded update in ``fire_timer`` makes any extra delivery
+harmless: a timer fires at most once whatever RQ does."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from flask import current_app
 from ..db import utcnow
 from ..extensions import db
 from ..processes import services
-from ..processes.jobs import ENQUEUED_KEY, fire_timer_job
+from ..processes.jobs import fire_timer_job, handed_key
 from .queues import TIMERS, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -22,26 +25,27 @@ HEARTBEAT_KEY = "flowdesk:poller:heartbeat"
 
 
 def enqueue_due_timers(now=None) -> int:
-    """Enqueue a fire job for each due timer not already handed to RQ recently; returns how many."""
+    """Enqueue a fire job for each due timer no poller has handed to RQ recently; returns how many."""
     now = now or utcnow()
     ids = services.due_timer_ids(now)
     db.session.rollback()  # end the read transaction before talking to Redis
     if not ids:
         return 0
     conn = get_redis()
-    redeliver = current_app.config.get("TIMER_REDELIVER_SECONDS", 60.0)
-    wall = time.time()
-    scores = conn.zmscore(ENQUEUED_KEY, ids)
-    todo = [timer_id for timer_id, score in zip(ids, scores, strict=True)
-            if score is None or wall - score > redeliver]
+    redeliver = max(1, round(current_app.config.get("TIMER_REDELIVER_SECONDS", 60.0)))
+    wall = int(time.time())
+    with conn.pipeline(transaction=False) as pipe:
+        for timer_id in ids:
+            pipe.set(handed_key(timer_id), wall, nx=True, ex=redeliver)
+        claimed = pipe.execute()
+    todo = [timer_id for timer_id, won in zip(ids, claimed, strict=True) if won]
     if not todo:
         return 0
     queue = get_queue(TIMERS)
     with conn.pipeline() as pipe:
-        jobs = [queue.prepare_data(fire_timer_job, args=(timer_id,), job_id=f"timer-{timer_id}-{int(wall)}",
+        jobs = [queue.prepare_data(fire_timer_job, args=(timer_id,), job_id=f"timer-{timer_id}-{wall}",
                                    result_ttl=60, failure_ttl=3600) for timer_id in todo]
         queue.enqueue_many(jobs, pipeline=pipe)
-        pipe.zadd(ENQUEUED_KEY, {timer_id: wall for timer_id in todo})
         pipe.execute()
     return len(todo)
 

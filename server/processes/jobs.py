@@ -13,8 +13,11 @@ from . import services
 
 log = logging.getLogger(__name__)
 
-# Timers handed to RQ and not yet fired: timer id -> enqueue time (a Redis sorted set).
-ENQUEUED_KEY = "flowdesk:timers:enqueued"
+
+
+def handed_key(timer_id: int) -> str:
+    """The Redis key a poller sets (NX, with an expiry) when it hands a timer to RQ; the job deletes it."""
+    return f"flowdesk:timers:handed:{timer_id}"
 
 
 def record_lateness(timer_id: int) -> None:
@@ -43,6 +46,6 @@ def fire_timer_job(timer_id: int) -> str:
             outcome = "fired" if fired else "skipped"
             if fired:
                 record_lateness(timer_id)
-        get_redis().zrem(ENQUEUED_KEY, timer_id)
+        get_redis().delete(handed_key(timer_id))
         log.info("timer %s %s", timer_id, outcome)
         return outcome
