@@ -163,7 +163,8 @@ def test_uncontacted_lead_gets_a_reminder_then_goes_back_to_the_pool(app, client
     _task(app, lead.instance_id, "contact_lead")  # the new owner has the task
 
 
-def _to_approval(app, client, org, discount="25"):
+def _to_quote_step(app, client, org):
+    """A lead taken through contact, qualification, needs and demo: the rep's next step is the quote."""
     people = org["people"]
     lead_id = client.post("/api/v1/leads", json=LEAD, headers=people["manager"][1]).get_json()["lead"]["id"]
     lead = _lead(app, lead_id)
@@ -174,7 +175,11 @@ def _to_approval(app, client, org, discount="25"):
     _complete(client, app, instance, "confirm_needs", {"needs": "Cooling for the new hall", "decision_maker": "CEO",
                                                       "budget": 60000}, rep)
     _complete(client, app, instance, "present_solution", {"demo_date": "2026-04-07", "solution_document": "P-1"}, rep)
-    opp_id = _lead(app, lead_id).opportunity_id
+    return instance, _lead(app, lead_id).opportunity_id, rep
+
+
+def _to_approval(app, client, org, discount="25"):
+    instance, opp_id, rep = _to_quote_step(app, client, org)
     quote_id = client.post("/api/v1/quotes", json={"opportunity_id": opp_id, "discount_percent": discount,
                                                   "lines": [{"product_id": org["product_id"], "quantity": 2}]},
                            headers=rep).get_json()["id"]
@@ -358,6 +363,29 @@ def test_approval_page_and_funnel_page(app, client, org):
         assert "approve" in history and "Acme" in history
     with app.app_context():
         assert db.session.get(Quote, quote_id).status == "approved"
+
+
+def test_the_rep_requests_a_discount_from_the_opportunity_page(app, client, org):
+    with time_machine.travel(START, tick=False):
+        _, opp_id, rep = _to_quote_step(app, client, org)
+        owner = client.get(f"/api/v1/opportunities/{opp_id}", headers=rep).get_json()["owner_id"]
+        username = next(name for name, (user_id, _) in org["people"].items() if user_id == owner)
+        browser = app.test_client()
+        csrf = _browser_login(browser, username)
+        page = browser.get(f"/sales/opportunities/{opp_id}").get_data(as_text=True)
+        assert "Request discount" in page
+        form = {"csrf_token": csrf, "product_0": str(org["product_id"]), "quantity_0": "2"}
+        bad = browser.post(f"/sales/opportunities/{opp_id}", data={**form, "discount_percent": "120"})
+        assert bad.status_code == 422 and "0–100" in bad.get_data(as_text=True)
+        sent = browser.post(f"/sales/opportunities/{opp_id}", data={**form, "discount_percent": "15"})
+        assert sent.status_code == 302
+        assert "pending" in browser.get(sent.headers["Location"]).get_data(as_text=True)
+        board = browser.get("/sales/pipeline").get_data(as_text=True)
+        assert "quote negotiation" in board
+        assert "Acme" in browser.get("/sales/leads").get_data(as_text=True)
+    with app.app_context():
+        quote = db.session.scalars(db.select(Quote).where(Quote.opportunity_id == opp_id)).one()
+        assert quote.status == "pending" and str(quote.discount_percent) == "15.00"
 
 
 def test_second_open_deal_for_the_same_account_and_line_is_flagged(app, client, org):

@@ -27,3 +27,10 @@ def test_designer_deploys_and_sees_the_active_task_highlighted(open_page, make_u
     assert page.locator(".djs-element.fd-completed[data-element-id='compute_total']").count() == 1
     page.screenshot(path=str(output_dir / "instance.png"), full_page=True)
     assert page.errors == []
+
+    # The in-page editor hands its XML back to the same validation as an upload.
+    page.goto("/designer/processes/reference_cycle/edit")
+    page.wait_for_selector(".diagram[data-rendered='true']")
+    with page.expect_navigation():  # the XML is saved from the modeler first, then the form is sent
+        page.get_by_role("button", name="Validate").click()
+    assert "reference_cycle is valid" in page.inner_text("main"), page.inner_text("main")[:600]

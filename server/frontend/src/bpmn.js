@@ -64,12 +64,18 @@ async function mount(container) {
   const output = container.dataset.bpmnOutput && document.getElementById(container.dataset.bpmnOutput);
   if (output) {
     output.form.addEventListener("submit", async (event) => {
-      if (output.dataset.ready) return;
       event.preventDefault();
       const { xml } = await viewer.saveXML({ format: true });
       output.value = xml;
-      output.dataset.ready = "1";
-      output.form.requestSubmit(event.submitter);
+      // form.submit() sends no button: carry the one pressed (validate / deploy) in a hidden field.
+      if (event.submitter && event.submitter.name) {
+        const pressed = document.createElement("input");
+        pressed.type = "hidden";
+        pressed.name = event.submitter.name;
+        pressed.value = event.submitter.value;
+        output.form.appendChild(pressed);
+      }
+      output.form.submit();
     });
   }
 }
