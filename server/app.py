@@ -53,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .aftersales import pages as aftersales_pages
     from .aftersales import routes as aftersales_routes
     from .auth import routes as auth_routes
+    from .jobs import pages as ops_pages
     from .processes import pages as process_pages
     from .processes import routes as process_routes
     from .sales import pages as sales_pages
@@ -70,6 +71,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(aftersales_pages.pages)
     app.register_blueprint(sales_pages.pages)
     app.register_blueprint(process_pages.pages)
+    app.register_blueprint(ops_pages.pages)
     _register_domain_services()
 
     register_error_handlers(app)

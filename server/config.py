@@ -87,6 +87,8 @@ def load_config() -> dict:
         "METRICS_TOKEN": os.environ.get("FLOWDESK_METRICS_TOKEN"),  # bearer token for Prometheus scrapes
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
+        # Behind TLS (every deployment but a laptop): the session cookie only travels over HTTPS.
+        "SESSION_COOKIE_SECURE": os.environ.get("FLOWDESK_SECURE_COOKIES", "0") == "1",
         # OpenAPI (flask-smorest)
         "API_TITLE": "Flowdesk API",
         "API_VERSION": "v1",

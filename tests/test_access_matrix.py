@@ -25,6 +25,7 @@ ACCESS: dict[str, set[str] | str] = {
     # platform
     "api-docs.openapi_json": PUBLIC, "health.health": PUBLIC,
     "metrics": {"admin"},  # marked public: it checks an admin's token or the scrape token itself
+    "ops_pages.queues_page": {"admin"}, "ops_pages.failed_job_action": {"admin"},
     "auth.token": PUBLIC, "auth.refresh": PUBLIC, "auth_pages.login_page": PUBLIC, "auth_pages.logout_page": PUBLIC,
     "auth.logout": ANY, "auth.me": ANY,
     "web.home": ANY, "web.task_inbox": ANY, "web.task_page": ANY, "web.set_language": PUBLIC,

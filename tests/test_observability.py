@@ -41,3 +41,31 @@ def test_metrics_for_admins_and_the_scrape_token_only(app, client, make_user):
         assert scraped.status_code == 200 and "flowdesk_incidents_open" in scraped.get_data(as_text=True)
     finally:
         app.config["METRICS_TOKEN"] = None
+
+
+def test_admins_watch_queues_workers_and_failed_jobs_and_requeue_them(app, make_user, run_worker):
+    from server.jobs.queues import DEFAULT, get_queue
+
+    make_user("admin", username="root1")
+    make_user("dispatcher", username="desk1")
+    with app.app_context():
+        failing = get_queue(DEFAULT).enqueue("builtins.int", "not a number")
+    run_worker()
+    browser = app.test_client()
+    page = browser.get("/login").get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    browser.post("/login", data={"username": "root1", "password": "password-123", "csrf_token": csrf})
+    queues = browser.get("/admin/queues").get_data(as_text=True)
+    assert failing.id in queues and "invalid literal for int()" in queues
+    requeued = browser.post(f"/admin/queues/{DEFAULT}/failed/{failing.id}",
+                            data={"action": "requeue", "csrf_token": csrf})
+    assert requeued.status_code == 302
+    with app.app_context():
+        assert get_queue(DEFAULT).failed_job_registry.count == 0 and get_queue(DEFAULT).count == 1
+    assert browser.post(f"/admin/queues/{DEFAULT}/failed/nope", data={"action": "delete",
+                                                                      "csrf_token": csrf}).status_code == 404
+    other = app.test_client()
+    page = other.get("/login").get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    other.post("/login", data={"username": "desk1", "password": "password-123", "csrf_token": csrf})
+    assert other.get("/admin/queues").status_code == 403

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from ..db import transaction
 from ..errors import Unauthorized
+from ..security.ratelimit import count, require_budget
 from . import services
 from .access import bearer_token, client_label, current_principal, public, roles_required
 from .schemas import RefreshRequestSchema, TokenRequestSchema, TokenSchema, UserSchema
@@ -26,10 +27,25 @@ def token(body):
     return log_in(body)
 
 
+def checked_credentials(username: str, password: str):
+    """The user for these credentials, with brute force slowed down: after too many failed logins in a
+    minute from one address, or for one username from anywhere, every attempt gets 429 until the minute
+    ends (``FLOWDESK_RATE_LOGIN_FAILURES``, ``FLOWDESK_RATE_LOGIN_FAILURES_USER``; 10 each)."""
+    user_key = f"user:{username.strip().lower()[:80]}"
+    require_budget("login-failures", per_minute=10)
+    require_budget("login-failures-user", per_minute=10, key=user_key)
+    try:
+        return services.authenticate(username, password)
+    except Unauthorized:
+        count("login-failures")
+        count("login-failures-user", key=user_key)
+        raise
+
+
 def log_in(body: dict) -> dict:
     """A token pair for valid credentials (shared by the web and the mobile API)."""
     with transaction():
-        user = services.authenticate(body["username"], body["password"])
+        user = checked_credentials(body["username"], body["password"])
         return services.issue_tokens(user, client_label())
 
 
@@ -102,7 +118,7 @@ def login_page():
         else:
             try:
                 with transaction():
-                    user = services.authenticate(request.form.get("username", ""), request.form.get("password", ""))
+                    user = checked_credentials(request.form.get("username", ""), request.form.get("password", ""))
                 login_user(user)
                 return redirect(_next_page())
             except Unauthorized as err:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -84,9 +84,10 @@ def issue_tokens(user: User, client: str | None = None) -> dict:
             "expires_in": int(access_ttl.total_seconds()), "user": user}
 
 
-# digest -> (monotonic deadline, detached user). Saves a query per API call; a token revoked on
-# another process stops working there within TOKEN_CACHE_SECONDS (on this one, at once).
-_token_cache: dict[str, tuple[float, User]] = {}
+# digest -> (monotonic deadline, token expiry, detached user). Saves a query per API call; a token
+# revoked on another process stops working there within TOKEN_CACHE_SECONDS (on this one, at once);
+# an expired token stops working everywhere at its expiry, cached or not.
+_token_cache: dict[str, tuple[float, datetime, User]] = {}
 
 
 def user_for_token(token: str, kind: str = "access") -> User | None:
@@ -95,22 +96,26 @@ def user_for_token(token: str, kind: str = "access") -> User | None:
     ttl = current_app.config.get("TOKEN_CACHE_SECONDS", 10.0)
     if kind == "access" and ttl > 0:
         hit = _token_cache.get(digest)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-    user = _lookup_token(digest, kind)
-    if user is not None and kind == "access" and ttl > 0:
+        if hit is not None and hit[0] > time.monotonic() and hit[1] > utcnow():
+            return hit[2]
+    found = _lookup_token(digest, kind)
+    if found is None:
+        return None
+    user, expires_at = found
+    if kind == "access" and ttl > 0:
         db.session.expunge(user)
         if len(_token_cache) > 10_000:
             _token_cache.clear()
-        _token_cache[digest] = (time.monotonic() + ttl, user)
+        _token_cache[digest] = (time.monotonic() + ttl, expires_at, user)
     return user
 
 
-def _lookup_token(digest: str, kind: str) -> User | None:
-    return db.session.scalars(
-        select(User).join(ApiToken, ApiToken.user_id == User.id)
+def _lookup_token(digest: str, kind: str) -> tuple[User, datetime] | None:
+    row = db.session.execute(
+        select(User, ApiToken.expires_at).join(ApiToken, ApiToken.user_id == User.id)
         .where(ApiToken.token_hash == digest, ApiToken.kind == kind, ApiToken.revoked_at.is_(None),
                ApiToken.expires_at > utcnow(), User.active.is_(True))).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def refresh_tokens(refresh_token: str, client: str | None = None) -> dict:

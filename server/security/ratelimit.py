@@ -16,15 +16,36 @@ from ..errors import TooManyRequests
 from ..jobs.queues import get_redis
 
 
+def _budget(name: str, per_minute: int) -> int:
+    return int(os.environ.get(f"FLOWDESK_RATE_{name.upper().replace('-', '_')}", per_minute))
+
+
+def _counter(name: str, key: str | None) -> str:
+    return f"flowdesk:rate:{name}:{key or request.remote_addr or 'unknown'}:{int(time.time() // 60)}"
+
+
+def _refuse() -> None:
+    wait = 60 - int(time.time()) % 60
+    raise TooManyRequests(f"too many requests; try again in {wait} seconds", retry_after=wait)
+
+
+def count(name: str, key: str | None = None) -> int:
+    """Add one to ``name``'s counter for the client (or ``key``) in this minute; returns the new count."""
+    pipe = get_redis().pipeline()
+    pipe.incr(_counter(name, key))
+    pipe.expire(_counter(name, key), 120)
+    total, _ = pipe.execute()
+    return total
+
+
 def limit(name: str, per_minute: int, key: str | None = None) -> None:
     """Count this request against ``name``'s per-minute budget for the client; 429 when spent."""
-    budget = int(os.environ.get(f"FLOWDESK_RATE_{name.upper().replace('-', '_')}", per_minute))
-    window = int(time.time() // 60)
-    counter = f"flowdesk:rate:{name}:{key or request.remote_addr or 'unknown'}:{window}"
-    pipe = get_redis().pipeline()
-    pipe.incr(counter)
-    pipe.expire(counter, 120)
-    count, _ = pipe.execute()
-    if count > budget:
-        raise TooManyRequests(f"too many requests; try again in {60 - int(time.time()) % 60} seconds",
-                              retry_after=60 - int(time.time()) % 60)
+    if count(name, key) > _budget(name, per_minute):
+        _refuse()
+
+
+def require_budget(name: str, per_minute: int, key: str | None = None) -> None:
+    """429 if ``name``'s counter (e.g. failed logins, added with ``count``) has spent its budget."""
+    spent = get_redis().get(_counter(name, key))
+    if spent is not None and int(spent) >= _budget(name, per_minute):
+        _refuse()

@@ -34,6 +34,7 @@ NAV = (
     (_l("Service desk"), "aftersales_pages.desk_page", ("dispatcher", "service_manager")),
     (_l("Engineers"), "aftersales_pages.engineers_page", ("dispatcher", "service_manager")),
     (_l("Service report"), "aftersales_pages.report_view", ("dispatcher", "service_manager")),
+    (_l("Queues"), "ops_pages.queues_page", ("admin",)),
 )
 
 
