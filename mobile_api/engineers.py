@@ -48,6 +48,7 @@ _order, _detail, _engineer = ServiceRequestSchema(), ServiceRequestDetailSchema(
 @blp.route("/auth/token", methods=["POST"])
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
+@blp.doc(security=[])  # open to anyone: no bearer token
 @public
 def login(body):
     """Log in with username and password: an access token and a rotating refresh token."""
@@ -57,6 +58,7 @@ def login(body):
 @blp.route("/auth/refresh", methods=["POST"])
 @blp.arguments(RefreshRequestSchema)
 @blp.response(200, TokenSchema)
+@blp.doc(security=[])  # open to anyone: no bearer token
 @public
 def refresh(body):
     """Trade the refresh token (single use) for a new pair."""

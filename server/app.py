@@ -3,10 +3,12 @@ registers blueprints and error handlers, and enforces deny-by-default access."""
 
 from __future__ import annotations
 
+import http
 from pathlib import Path
 
 from flask import Flask, request
 from flask_smorest import Api
+from werkzeug.routing import IntegerConverter
 
 from .auth.access import ACCESS_ATTR, current_principal
 from .config import load_config
@@ -17,16 +19,49 @@ from .observability import configure_logging, init_request_tracking, register_me
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
 
+PROBLEM_SCHEMA = {
+    "type": "object", "required": ["type", "title", "status", "detail"], "additionalProperties": True,
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "additionalProperties": True, "properties": {
+            "field": {"type": "string", "nullable": True}, "message": {"type": "string"},
+            "element_id": {"type": "string", "nullable": True}, "line": {"type": "integer", "nullable": True},
+            "file": {"type": "string", "nullable": True}}}},
+    },
+}
+
+
+class DatabaseId(IntegerConverter):
+    """``<int:…>`` in our URLs: an id that fits our id columns (PostgreSQL ``integer``); larger is 404."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, *args, **{"max": 2**31 - 1, **kwargs})
+
+
 class FlowdeskApi(Api):
-    """flask-smorest Api whose errors go through our single problem+json handler."""
+    """flask-smorest Api whose errors go through our single problem+json handler, and are described
+    as what they are: RFC 7807 ``application/problem+json``."""
 
     def _register_error_handlers(self):
         pass
+
+    def _register_responses(self):
+        self.spec.components.schema("Problem", PROBLEM_SCHEMA)
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["content"] = problem
+            self.spec.components.response(status.name, response, lazy=True)
+        self.spec.components.response("DEFAULT_ERROR", {"description": "A problem (RFC 7807)", "content": problem},
+                                      lazy=True)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app from the environment (overridden by ``test_config``)."""
     app = Flask(__name__)
+    app.url_map.converters["int"] = DatabaseId  # before any route is added: ids past the column are 404
     app.config.update(load_config())
     if test_config:
         app.config.update(test_config)

@@ -9,6 +9,7 @@ import logging
 
 from flask import Flask, current_app, jsonify, redirect, render_template, render_template_string, request, url_for
 from marshmallow import ValidationError as MarshmallowValidationError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,16 @@ def register_error_handlers(app: Flask) -> None:
         if err.code == 413:
             return problem(413, "Payload too large", "The request body is larger than the upload limit.")
         return problem(err.code or 500, err.name, err.description or err.name)
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(DataError)
+    @app.errorhandler(UnicodeEncodeError)
+    def _out_of_range(err: Exception):
+        # The database refused a value from the request (a number past its column, text it cannot store):
+        # the caller's input, so a 422 — without the driver's words.
+        log.info("value refused by the database on %s %s: %s", request.method, request.path, type(err).__name__)
+        return problem(422, "Validation failed",
+                       "a value in the request is out of range, too long, or not valid text for storage")
 
     @app.errorhandler(Exception)
     def _unknown(err: Exception):

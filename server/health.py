@@ -57,6 +57,7 @@ def check_health() -> dict:
 @blp.route("/health", methods=["GET"])
 @blp.response(200, HealthSchema)
 @blp.alt_response(503, schema=HealthSchema)
+@blp.doc(security=[])  # open to anyone: no bearer token
 @public
 def health():
     """Database, Redis, worker, scheduler and timer-poller liveness (public, for load balancers)."""

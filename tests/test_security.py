@@ -145,3 +145,13 @@ def test_tampered_expired_and_revoked_access_tokens_are_refused(app, client, mak
     assert replayed.status_code == 401
     forged = fresh["refresh_token"][:-1] + ("x" if not fresh["refresh_token"].endswith("x") else "y")
     assert client.post("/api/v1/auth/refresh", json={"refresh_token": forged}).status_code == 401
+
+
+def test_ids_and_numbers_past_the_database_columns_are_client_errors(client, designer, deploy):
+    assert client.get("/api/v1/instances/17042477558416313467962340147200", headers=designer).status_code == 404
+    deploy("reference_cycle.bpmn")
+    started = client.post("/api/v1/processes/reference_cycle/instances", json={"data": {}, "version": 2**70},
+                          headers=designer)
+    assert started.status_code == 422 and started.mimetype == "application/problem+json"
+    odd = client.post("/api/v1/processes/%ED%A0%80bad/instances", json={"data": {}}, headers=designer)
+    assert odd.status_code in (404, 422) and odd.mimetype == "application/problem+json"

@@ -21,6 +21,7 @@ pages = FlaskBlueprint("auth_pages", __name__)
 @blp.route("/auth/token", methods=["POST"])
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
+@blp.doc(security=[])  # open to anyone: no bearer token
 @public
 def token(body):
     """Exchange a username and password for an access and a refresh token."""
@@ -64,6 +65,7 @@ def log_out() -> None:
 @blp.route("/auth/refresh", methods=["POST"])
 @blp.arguments(RefreshRequestSchema)
 @blp.response(200, TokenSchema)
+@blp.doc(security=[])  # open to anyone: no bearer token
 @public
 def refresh(body):
     """Trade a refresh token (single use) for a new token pair."""

@@ -52,6 +52,7 @@ def create_lead(body):
 @blp.route("/public/leads", methods=["POST"])
 @blp.arguments(WebFormLeadSchema)
 @blp.response(202, WebFormResultSchema)
+@blp.doc(security=[])  # open to anyone: no bearer token
 @public
 def web_form_lead(body):
     """The website's contact form: rate-limited per address, a honeypot field, no login."""
