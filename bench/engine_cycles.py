@@ -72,8 +72,9 @@ def _cli(env: dict, *args: str) -> None:
 
 
 @contextmanager
-def running_server(database_url: str | None, web_workers: int, threads: int):
-    """Migrate, create a user, deploy, and serve with gunicorn on a free loopback port; yields the port."""
+def running_server(database_url: str | None, web_workers: int, threads: int, seed: bool = False):
+    """Migrate, create a user, deploy (and seed the demo data), and serve with gunicorn on a free
+    loopback port; yields the port."""
     data_dir = tempfile.mkdtemp(prefix="flowdesk-bench-")
     redis = None
     env = dict(os.environ, FLOWDESK_DATA_DIR=data_dir, SECRET_KEY="bench", LOG_LEVEL="WARNING")
@@ -87,6 +88,8 @@ def running_server(database_url: str | None, web_workers: int, threads: int):
         _cli(env, "db", "upgrade")
         _cli(env, "create-user", "bench", "--role", "designer", "--password", PASSWORD)
         _cli(env, "deploy")
+        if seed:
+            _cli(env, "seed")
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", str(web_workers), "-k", "gthread", "--threads", str(threads),
              "-b", f"127.0.0.1:{port}", "--log-level", "warning", "server.app:create_app()"],

@@ -70,7 +70,7 @@ def load_config() -> dict:
         "ENGINE_STEP_LIMIT": int(os.environ.get("FLOWDESK_ENGINE_STEP_LIMIT", 2000)),
         "ENGINE_TIME_LIMIT": _float("FLOWDESK_ENGINE_TIME_LIMIT", 10.0),
         "SCRIPT_TIME_LIMIT": _float("FLOWDESK_SCRIPT_TIME_LIMIT", 2.0),
-        "TIMER_POLL_SECONDS": _float("FLOWDESK_TIMER_POLL_SECONDS", 1.0),
+        "TIMER_POLL_SECONDS": _float("FLOWDESK_TIMER_POLL_SECONDS", 0.5),
         # How long a process trusts its lookup of a process's latest version (other processes' deploys).
         "LATEST_VERSION_CACHE_SECONDS": _float("FLOWDESK_LATEST_VERSION_CACHE_SECONDS", 2.0),
         # After-sales: shift hours are local to this zone; lifetimes of the links printed as QR codes.
@@ -79,6 +79,7 @@ def load_config() -> dict:
         "RATING_QR_DAYS": _float("FLOWDESK_RATING_QR_DAYS", 30),
         "PUBLIC_BASE_URL": os.environ.get("FLOWDESK_PUBLIC_BASE_URL"),  # else the request's host
         "TIMER_REDELIVER_SECONDS": _float("FLOWDESK_TIMER_REDELIVER_SECONDS", 60.0),
+        "TIMER_BATCH": int(os.environ.get("FLOWDESK_TIMER_BATCH", "10")),  # due timers per RQ job
         "TOKEN_CACHE_SECONDS": _float("FLOWDESK_TOKEN_CACHE_SECONDS", 10.0),
         "API_TOKEN_HOURS": _float("FLOWDESK_API_TOKEN_HOURS", 12.0),
         "REFRESH_TOKEN_DAYS": _float("FLOWDESK_REFRESH_TOKEN_DAYS", 30.0),

@@ -31,3 +31,20 @@ def test_compiled_dumper_many_and_missing_attributes():
 def test_json_column_serializer_handles_big_integers():
     assert dumps({"n": 2**70, 1: "x"}) in ('{"n": 1180591620717411303424, "1": "x"}',
                                             '{"n":1180591620717411303424,"1":"x"}')
+
+
+def test_the_inbox_answers_what_the_task_schema_describes(deploy, start, client, make_user, app):
+    from server.auth.models import User
+    from server.extensions import db
+    from server.processes.schemas import HumanTaskSchema
+    from server.processes.services import inbox
+
+    deploy("approval_escalation.bpmn")
+    for _ in range(3):
+        start("approval_escalation", {"amount": 10})
+    _, admin_headers = make_user("admin")
+    answer = client.get("/api/v1/tasks", headers=admin_headers).get_json()
+    with app.app_context():
+        admin = User(username="x", password_hash="-", roles=["admin"])
+        assert answer == HumanTaskSchema(many=True).dump(inbox(admin)) != []
+        db.session.rollback()

@@ -91,6 +91,26 @@ def test_a_timer_delivered_twice_fires_once(deploy, start, app, run_worker):
         assert db.session.get(ProcessInstance, detail["instance"]["id"]).status == "completed"
 
 
+def test_the_poller_hands_due_timers_over_in_batches_fired_one_by_one(deploy, start, app, poll_timers,
+                                                                     run_worker):
+    from server.jobs.queues import TIMERS, get_queue
+
+    deploy("delay.bpmn")
+    app.config["TIMER_BATCH"] = 4
+    try:
+        with time_machine.travel(START, tick=False) as clock:
+            ids = [start("delay")["timers"][0]["id"] for _ in range(10)]
+            clock.move_to(START + timedelta(minutes=11))
+            assert poll_timers() == 10
+            with app.app_context():
+                jobs = get_queue(TIMERS).get_jobs()
+                assert [len(job.args[0]) for job in jobs] == [4, 4, 2]  # oldest first, in batches
+            run_worker()
+    finally:
+        app.config["TIMER_BATCH"] = 10
+    assert _fired_counts(app) == dict.fromkeys(ids, 1)
+
+
 def test_an_early_delivery_changes_nothing(deploy, start, app):
     from server.processes.jobs import fire_timer_job
 
@@ -228,5 +248,5 @@ def test_several_pollers_at_once_hand_each_due_timer_to_rq_once(deploy, start, a
     for thread in threads:
         thread.join(60)
     with app.app_context():
-        queued = get_queue(TIMERS).get_job_ids()
-    assert sum(counts) == 100 and len(queued) == 100
+        queued = [timer_id for job in get_queue(TIMERS).get_jobs() for timer_id in job.args[0]]
+    assert sum(counts) == 100 and sorted(queued) == sorted(set(queued)) and len(queued) == 100

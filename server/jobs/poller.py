@@ -16,7 +16,7 @@ from flask import current_app
 from ..db import utcnow
 from ..extensions import db
 from ..processes import services
-from ..processes.jobs import fire_timer_job, handed_key
+from ..processes.jobs import fire_timers_job, handed_key
 from .queues import TIMERS, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,11 @@ def enqueue_due_timers(now=None) -> int:
     if not todo:
         return 0
     queue = get_queue(TIMERS)
+    size = max(1, int(current_app.config.get("TIMER_BATCH", 10)))
+    batches = [todo[n:n + size] for n in range(0, len(todo), size)]  # in due order: the most overdue first
     with conn.pipeline() as pipe:
-        jobs = [queue.prepare_data(fire_timer_job, args=(timer_id,), job_id=f"timer-{timer_id}-{wall}",
-                                   result_ttl=60, failure_ttl=3600) for timer_id in todo]
+        jobs = [queue.prepare_data(fire_timers_job, args=(batch,), job_id=f"timers-{batch[0]}-{wall}",
+                                   result_ttl=60, failure_ttl=3600) for batch in batches]
         queue.enqueue_many(jobs, pipeline=pipe)
         pipe.execute()
     return len(todo)

@@ -106,6 +106,7 @@ def version_xml(process_key, version):
 # schemas, but without webargs and marshmallow's per-field machinery: see server/serialize.py.
 _start_schema, _complete_schema = StartInstanceSchema(), CompleteTaskSchema()
 _dump_detail = compiled_dumper(InstanceDetailSchema())
+_dump_tasks = compiled_dumper(HumanTaskSchema(many=True))  # the inbox: polled by every open page and phone
 
 
 def _json_body(schema):
@@ -214,7 +215,8 @@ def retry(body, instance_id):
 @roles_required()
 def my_tasks(query):
     """My inbox: tasks assigned to me or open to one of my roles (one SQL query)."""
-    return services.inbox(current_principal(), limit=query["limit"], after_id=query["after"])
+    tasks = services.inbox(current_principal(), limit=query["limit"], after_id=query["after"])
+    return json_response(_dump_tasks(tasks))
 
 
 @blp.route("/tasks/<int:task_id>", methods=["GET"])

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import joinedload, undefer
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..auth.models import ROLES, User
@@ -438,6 +438,9 @@ def inbox(user: User, *, include_claimable: bool = True, limit: int = 100, after
         query = query.where(mine)
     if after_id is not None:
         query = query.where(HumanTask.id > after_id)
+    # The instance's version (and what a list shows of it) in the same query: not one query per task.
+    query = query.options(joinedload(HumanTask.instance).load_only(
+        ProcessInstance.version, ProcessInstance.process_key, ProcessInstance.business_key))
     return db.session.scalars(query.order_by(HumanTask.id).limit(limit)).all()
 
 
