@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from server.cli import WEB_THREADS
 from server.config import web_workers
 
 from . import api_load, dispatch, engine_cycles, timers
@@ -21,10 +22,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per figure")
     parser.add_argument("--web-workers", type=int, default=web_workers(),
                         help="gunicorn processes (default: WEB_CONCURRENCY or 2 × cores + 1, as in production)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="gthread threads per worker (engine cycles)")
     parser.add_argument("--only", default="engine,api,timers,dispatch",
                         help="comma list of benchmarks: engine,api,timers,dispatch")
     parser.add_argument("--api-clients", default="8,32,64", help="concurrent clients for the API load benchmark")
+    parser.add_argument("--api-threads", type=int, default=WEB_THREADS,
+                        help="gthread threads per worker for the API load (default: as the run command)")
     parser.add_argument("--dispatch-sizes", default="1000,10000,100000", help="engineer counts")
     parser.add_argument("--dispatch-requests", type=int, default=1000, help="random requests per size")
     parser.add_argument("--dispatch-scan-seconds", type=float, default=60.0,
@@ -44,7 +47,7 @@ def main() -> None:
         (RESULTS / "engine_cycles.json").write_text(json.dumps(rows, indent=2))
     if "api" in chosen:
         rows = api_load.run(args.lanes.split(","), [int(c) for c in args.api_clients.split(",")], args.seconds,
-                            args.web_workers, args.threads)
+                            args.web_workers, args.api_threads)
         (RESULTS / "api_load.json").write_text(json.dumps(rows, indent=2))
     if "timers" in chosen:
         rows = timers.run(args.lanes.split(","), args.timers, args.timer_spread, args.timer_workers, args.timer_poll)

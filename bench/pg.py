@@ -10,23 +10,26 @@ import socket
 import subprocess
 import tempfile
 
+PORT = 56150  # the benchmarks' PostgreSQL port (bench ports are 56100-56199)
 
-def _free_port() -> int:
+
+def _port_taken(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class ThrowawayPostgres:
     """initdb + pg_ctl start on loopback; ``stop()`` removes everything."""
 
-    def __init__(self):
+    def __init__(self, port: int = PORT):
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins:
             raise RuntimeError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
         self.bin = bins[-1]
+        if _port_taken(port):
+            raise RuntimeError(f"port {port} is taken (another benchmark's PostgreSQL still running?)")
+        self.port = port
         self.dir = tempfile.mkdtemp(prefix="flowdesk-bench-pg-")
-        self.port = _free_port()
 
     def _as_pg(self, *args: str) -> None:
         cmd = list(args)

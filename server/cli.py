@@ -132,6 +132,16 @@ def _wait_until_serving(host: str, port: int, web: subprocess.Popen, timeout: fl
             time.sleep(0.2)
 
 
+WEB_THREADS = 2  # gthread threads per gunicorn worker process
+
+
+def gunicorn_command(host: str, port: int, web_workers: int, threads: int = WEB_THREADS,
+                     python: str = sys.executable) -> list[str]:
+    """The web server's command line as ``run`` starts it (the benchmarks start the same one)."""
+    return [python, "-m", "gunicorn", "-w", str(web_workers), "-k", "gthread", "--threads", str(threads), "-b",
+            f"{host}:{port}", "--access-logfile", "-", "server.app:create_app()"]
+
+
 def _child(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, start_new_session=True)
 
@@ -170,8 +180,7 @@ def run_cmd(port, host, web_workers):
     report_link = demo_report_link()
     python = sys.executable
     children = {
-        "web": _child([python, "-m", "gunicorn", "-w", str(web_workers), "--threads", "2", "-b",
-                       f"{host}:{port}", "--access-logfile", "-", "server.app:create_app()"], env),
+        "web": _child(gunicorn_command(host, port, web_workers, python=python), env),
         "worker": _child([python, "-m", "server.cli", "worker"], env),
         "poller": _child([python, "-m", "server.cli", "poll-timers"], env),
     }

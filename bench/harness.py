@@ -1,0 +1,208 @@
+"""What the benchmarks share: loopback ports in the bench range, a lane's database (a SQLite file or
+a throwaway PostgreSQL), a production-style server (freshly migrated, embedded Redis, gunicorn started
+as ``run`` starts it), JSON calls over keep-alive connections, and a closed-loop load generator."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from server.jobs.redis_server import EmbeddedRedis
+
+from .pg import ThrowawayPostgres
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "bench-password-1"
+# Anything the benchmarks listen on stays in 56100-56199 (the PostgreSQL cluster takes 56150), so runs
+# beside other engineers' servers and benchmarks on the same machine do not collide.
+PORTS = range(56100, 56150)
+
+
+def free_port() -> int:
+    """The first loopback port of the bench range nobody listens on."""
+    for port in PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+
+
+def machine_line() -> str:
+    """Cores, Python and the command, printed at the top of every benchmark."""
+    return f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; command: {' '.join(sys.argv)}"
+
+
+@contextmanager
+def lane_database(lane: str, data_dir: str) -> Iterator[str]:
+    """The database URL of a lane: a SQLite file in ``data_dir``, ``DATABASE_URL`` when it names a
+    PostgreSQL server, else a throwaway PostgreSQL cluster removed afterwards."""
+    if lane == "sqlite":
+        yield f"sqlite:///{data_dir}/bench.db"
+        return
+    if lane != "postgresql":
+        raise ValueError(f"unknown lane {lane!r} (sqlite or postgresql)")
+    if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
+        yield os.environ["DATABASE_URL"]
+        return
+    pg = ThrowawayPostgres()
+    try:
+        yield pg.start()
+    finally:
+        pg.stop()
+
+
+def cli(env: dict, *args: str) -> None:
+    """Run one ``server.cli`` command with ``env``; quiet unless it fails (then its output is in the error)."""
+    done = subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"server.cli {' '.join(args)} failed: {(done.stdout + done.stderr)[-2000:]}")
+
+
+@contextmanager
+def server_env(lane: str) -> Iterator[dict]:
+    """A fresh data dir, the lane's database migrated, an embedded Redis (unless ``REDIS_URL`` is set):
+    yields the environment every server process of the run gets."""
+    data_dir = tempfile.mkdtemp(prefix="flowdesk-bench-")
+    metrics = Path(data_dir) / "metrics"
+    metrics.mkdir()
+    redis = None
+    with lane_database(lane, data_dir) as url:
+        env = dict(os.environ, FLOWDESK_DATA_DIR=data_dir, SECRET_KEY="bench", LOG_LEVEL="WARNING",
+                   DATABASE_URL=url, PROMETHEUS_MULTIPROC_DIR=str(metrics), GUNICORN_CMD_ARGS="--log-level warning")
+        try:
+            if not env.get("REDIS_URL"):
+                redis = EmbeddedRedis(data_dir, name="bench-redis")
+                env["REDIS_URL"] = redis.start()
+            cli(env, "db", "upgrade")
+            yield env
+        finally:
+            if redis is not None:
+                redis.stop()
+
+
+def wait_until_serving(port: int, server: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Block until ``GET /api/v1/health`` answers on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {server.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/api/v1/health")
+            if conn.getresponse().status in (200, 503):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the server did not answer on port {port} within {timeout:g} s")
+
+
+@contextmanager
+def running_server(lane: str, web_workers: int, threads: int, seed: bool = False) -> Iterator[int]:
+    """Migrate, create the ``bench`` designer, deploy workflows/ (and seed the demo data), then serve with
+    gunicorn as ``run`` starts it (``server.cli.gunicorn_command``) on a bench port; yields the port."""
+    from server.cli import gunicorn_command
+
+    with server_env(lane) as env:
+        cli(env, "create-user", "bench", "--role", "designer", "--password", PASSWORD)
+        cli(env, "deploy")
+        if seed:
+            cli(env, "seed")
+        port = free_port()
+        server = subprocess.Popen(gunicorn_command("127.0.0.1", port, web_workers, threads), env=env, cwd=ROOT,
+                                  start_new_session=True, stdout=subprocess.DEVNULL)
+        try:
+            wait_until_serving(port, server)
+            yield port
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def call(conn: http.client.HTTPConnection, method: str, path: str, token: str = "",
+         body: dict | None = None) -> dict | list | None:
+    """One JSON request on a keep-alive connection; raises on any answer ≥ 300."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    response = conn.getresponse()
+    payload = json.loads(response.read() or b"null")
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {path} -> {response.status}: {str(payload)[:300]}")
+    return payload
+
+
+def connect(port: int) -> http.client.HTTPConnection:
+    """A keep-alive connection to the bench server."""
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+
+def log_in(port: int, username: str, password: str) -> str:
+    """An access token for a user."""
+    return call(connect(port), "POST", "/api/v1/auth/token", body={"username": username, "password": password})[
+        "access_token"]
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    """The value below which ``share`` of the sorted values fall (nearest rank)."""
+    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * share + 0.999999) - 1))]
+
+
+def closed_loop(port: int, clients: int, seconds: float, step: Callable[[http.client.HTTPConnection, int], bool],
+                warmup: float = 1.0) -> dict:
+    """``clients`` threads, each on its own keep-alive connection, calling ``step(conn, client_index)``
+    back to back (a client sends its next request when the last one is answered). Steps that begin
+    inside the measured window count; a step returning False means that client ran out of work.
+    Returns throughput, p50 / p99 / max latency of one step, and how many steps were measured."""
+    start_at = time.perf_counter() + warmup
+    stop_at = start_at + seconds
+    latencies: list[float] = []
+    last_end: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        conn, mine, end = connect(port), [], start_at
+        try:
+            while (begun := time.perf_counter()) < stop_at:
+                if not step(conn, index):
+                    break
+                if begun >= start_at:
+                    end = time.perf_counter()
+                    mine.append(end - begun)
+        except Exception as err:  # noqa: BLE001 - report every failure, never hang the run
+            errors.append(str(err)[:300])
+        with lock:
+            latencies.extend(mine)
+            last_end.append(end)
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + warmup + 120)
+    if errors:
+        raise RuntimeError(f"{len(errors)} client(s) failed, e.g. {errors[0]}")
+    if not latencies:
+        raise RuntimeError("no step finished inside the measured window")
+    # A window cut short (out of work) is measured until its last answer, not its planned end.
+    elapsed = max(1e-3, min(stop_at, max(last_end)) - start_at)
+    latencies.sort()
+    return {"per_second": round(len(latencies) / elapsed, 1), "calls": len(latencies),
+            "p50_ms": round(statistics.median(latencies) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 1), "max_ms": round(latencies[-1] * 1000, 1)}
