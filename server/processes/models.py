@@ -77,6 +77,7 @@ class HumanTask(db.Model):
     __table_args__ = (
         UniqueConstraint("instance_id", "task_guid"),
         Index("ix_tasks_open_role", "status", "candidate_role"),
+        Index("ix_tasks_open_id", "status", "id"),  # the inbox: a page of open tasks in id order, no sort
         Index("ix_tasks_open_assignee", "status", "assignee_id"),
     )
 

@@ -61,6 +61,10 @@ _CLAIM_TIMER = (update(_timers).where(_timers.c.id == bindparam("tid"), _timers.
 _LOAD_TIMER = select(_timers).where(_timers.c.id == bindparam("tid"))
 _SUBSCRIPTIONS = select(_subs).where(_subs.c.instance_id == bindparam("iid"))
 _INSERT_SUB = insert(_subs).returning(_subs.c.id)
+_INBOX = (select(*_tasks.c, _instances.c.version.label("instance__version"),
+                 _instances.c.process_key.label("instance__process_key"),
+                 _instances.c.business_key.label("instance__business_key"))
+          .join(_instances, _instances.c.id == _tasks.c.instance_id).where(_tasks.c.status == "open"))
 _INCIDENTS = select(_incidents).where(_incidents.c.instance_id == bindparam("iid")).order_by(_incidents.c.id)
 _INSERT_INCIDENT = insert(_incidents).returning(_incidents.c.id)
 
@@ -189,6 +193,31 @@ def claim_timer(timer_id: int, at) -> bool:
 def subscriptions(instance_id: int) -> list[SimpleNamespace]:
     """Message subscriptions of an instance."""
     return _all(_SUBSCRIPTIONS, {"iid": instance_id})
+
+
+def inbox(user_id: int, roles: list[str] | None, *, include_claimable: bool, limit: int,
+          after_id: int | None) -> list[SimpleNamespace]:
+    """Open tasks assigned to the user or, unassigned, open to one of ``roles`` (None: every open task),
+    oldest first; each with ``instance_version`` and ``instance`` (process key, business key)."""
+    query = _INBOX
+    if roles is not None:
+        mine = _tasks.c.assignee_id == user_id
+        if include_claimable:
+            role_match = _tasks.c.candidate_role.in_(roles) | _tasks.c.candidate_role.is_(None)
+            mine = mine | (_tasks.c.assignee_id.is_(None) & role_match)
+        query = query.where(mine)
+    if after_id is not None:
+        query = query.where(_tasks.c.id > after_id)
+    rows = []
+    for row in _conn().execute(query.order_by(_tasks.c.id).limit(limit)):
+        values = row._mapping
+        task = SimpleNamespace(**{c.name: values[c.name] for c in _tasks.c})
+        task.instance_version = values["instance__version"]
+        task.instance = SimpleNamespace(id=task.instance_id, version=task.instance_version,
+                                        process_key=values["instance__process_key"],
+                                        business_key=values["instance__business_key"])
+        rows.append(task)
+    return rows
 
 
 def incidents(instance_id: int) -> list[SimpleNamespace]:
