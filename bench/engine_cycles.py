@@ -4,6 +4,7 @@ the same cycles run in-process on SpiffWorkflow alone (no DB, no HTTP), measured
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 
@@ -46,18 +47,18 @@ def spiff_cycles_per_second(seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
-def drive(port: int, clients: int, seconds: float, warmup: float = 2.0) -> dict:
+async def drive(port: int, clients: int, seconds: float, warmup: float = 2.0) -> dict:
     """Run ``clients`` keep-alive clients doing start → complete cycles; return throughput and latencies."""
-    token = log_in(port, "bench", PASSWORD)
+    token = await log_in(port, "bench", PASSWORD)
 
-    def cycle(conn, _index) -> bool:
-        detail = call(conn, "POST", "/api/v1/processes/reference_cycle/instances", token, {"data": {}})
-        done = call(conn, "POST", f"/api/v1/tasks/{detail['tasks'][0]['id']}/complete", token,
-                    {"data": {"approved": True}, "version": detail["instance"]["version"]})
+    async def cycle(session, _index) -> bool:
+        detail = await call(session, "POST", "/api/v1/processes/reference_cycle/instances", token, {"data": {}})
+        done = await call(session, "POST", f"/api/v1/tasks/{detail['tasks'][0]['id']}/complete", token,
+                          {"data": {"approved": True}, "version": detail["instance"]["version"]})
         assert done["instance"]["status"] == "completed"
         return True
 
-    figures = closed_loop(port, clients, seconds, cycle, warmup)
+    figures = await closed_loop(port, clients, seconds, cycle, warmup)
     return {"cycles_per_second": figures["per_second"], "p50_ms": figures["p50_ms"], "p99_ms": figures["p99_ms"],
             "cycles": figures["calls"]}
 
@@ -71,7 +72,7 @@ def run(lanes: list[str], clients: list[int], seconds: float, web_workers: int, 
             with running_server(lane, web_workers, threads) as port:
                 for count in clients:
                     baseline = spiff_cycles_per_second(min(seconds, 5.0))
-                    figures = drive(port, count, seconds)
+                    figures = asyncio.run(drive(port, count, seconds))
                     ratio = figures["cycles_per_second"] / baseline
                     row = {"lane": lane, "clients": count, "web_workers": web_workers, "threads": threads,
                            "baseline_cycles_per_second": round(baseline, 1), **{

@@ -1,9 +1,11 @@
 """What the benchmarks share: loopback ports in the bench range, a lane's database (a SQLite file or
 a throwaway PostgreSQL), a production-style server (freshly migrated, embedded Redis, gunicorn started
-as ``run`` starts it), JSON calls over keep-alive connections, and a closed-loop load generator."""
+as ``run`` starts it), JSON calls over keep-alive connections, and a closed-loop load generator (asyncio
+clients on aiohttp, one connection each, in one process)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -12,11 +14,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import aiohttp
 
 from server.jobs.redis_server import EmbeddedRedis
 
@@ -43,7 +46,13 @@ def free_port() -> int:
 
 def machine_line() -> str:
     """Cores, Python and the command, printed at the top of every benchmark."""
-    return f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; command: {' '.join(sys.argv)}"
+    return (f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {load_average()}; "
+            f"command: {' '.join(sys.argv)}")
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (other work shares these cores; kept with every row)."""
+    return round(os.getloadavg()[0], 2)
 
 
 @contextmanager
@@ -133,29 +142,28 @@ def running_server(lane: str, web_workers: int, threads: int, seed: bool = False
             server.wait(timeout=30)
 
 
-def call(conn: http.client.HTTPConnection, method: str, path: str, token: str = "",
-         body: dict | None = None) -> dict | list | None:
-    """One JSON request on a keep-alive connection; raises on any answer ≥ 300."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    response = conn.getresponse()
-    payload = json.loads(response.read() or b"null")
-    if response.status >= 300:
-        raise RuntimeError(f"{method} {path} -> {response.status}: {str(payload)[:300]}")
-    return payload
+async def call(session: aiohttp.ClientSession, method: str, path: str, token: str = "",
+               body: dict | None = None) -> dict | list | None:
+    """One JSON request on the session's keep-alive connection; raises on any answer ≥ 300."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.request(method, path, json=body, headers=headers) as response:
+        payload = json.loads(await response.read() or b"null")
+        if response.status >= 300:
+            raise RuntimeError(f"{method} {path} -> {response.status}: {str(payload)[:300]}")
+        return payload
 
 
-def connect(port: int) -> http.client.HTTPConnection:
-    """A keep-alive connection to the bench server."""
-    return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+def connect(port: int) -> aiohttp.ClientSession:
+    """A client of the bench server holding one keep-alive connection (use it in ``async with``)."""
+    return aiohttp.ClientSession(f"http://127.0.0.1:{port}", connector=aiohttp.TCPConnector(limit=1),
+                                 timeout=aiohttp.ClientTimeout(total=60))
 
 
-def log_in(port: int, username: str, password: str) -> str:
+async def log_in(port: int, username: str, password: str) -> str:
     """An access token for a user."""
-    return call(connect(port), "POST", "/api/v1/auth/token", body={"username": username, "password": password})[
-        "access_token"]
+    async with connect(port) as session:
+        answer = await call(session, "POST", "/api/v1/auth/token", body={"username": username, "password": password})
+    return answer["access_token"]
 
 
 def percentile(ordered: list[float], share: float) -> float:
@@ -163,39 +171,32 @@ def percentile(ordered: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * share + 0.999999) - 1))]
 
 
-def closed_loop(port: int, clients: int, seconds: float, step: Callable[[http.client.HTTPConnection, int], bool],
-                warmup: float = 1.0) -> dict:
-    """``clients`` threads, each on its own keep-alive connection, calling ``step(conn, client_index)``
-    back to back (a client sends its next request when the last one is answered). Steps that begin
-    inside the measured window count; a step returning False means that client ran out of work.
+Step = Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
+
+
+async def closed_loop(port: int, clients: int, seconds: float, step: Step, warmup: float = 1.0) -> dict:
+    """``clients`` asyncio clients, each on its own keep-alive connection, awaiting ``step(session,
+    client_index)`` back to back (a client sends its next request when the last one is answered). Steps
+    that begin inside the measured window count; a step returning False means that client ran out of work.
     Returns throughput, p50 / p99 / max latency of one step, and how many steps were measured."""
     start_at = time.perf_counter() + warmup
     stop_at = start_at + seconds
     latencies: list[float] = []
     last_end: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
 
-    def client(index: int) -> None:
-        conn, mine, end = connect(port), [], start_at
-        try:
+    async def client(index: int) -> None:
+        end = start_at
+        async with connect(port) as session:
             while (begun := time.perf_counter()) < stop_at:
-                if not step(conn, index):
+                if not await step(session, index):
                     break
                 if begun >= start_at:
                     end = time.perf_counter()
-                    mine.append(end - begun)
-        except Exception as err:  # noqa: BLE001 - report every failure, never hang the run
-            errors.append(str(err)[:300])
-        with lock:
-            latencies.extend(mine)
-            last_end.append(end)
+                    latencies.append(end - begun)
+        last_end.append(end)
 
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + warmup + 120)
+    outcomes = await asyncio.gather(*(client(n) for n in range(clients)), return_exceptions=True)
+    errors = [repr(err)[:300] for err in outcomes if isinstance(err, BaseException)]
     if errors:
         raise RuntimeError(f"{len(errors)} client(s) failed, e.g. {errors[0]}")
     if not latencies:

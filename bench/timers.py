@@ -11,29 +11,37 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from server.jobs.redis_server import EmbeddedRedis
+from .harness import ROOT, load_average, machine_line, percentile, server_env
 
-from .pg import ThrowawayPostgres
-
-ROOT = Path(__file__).resolve().parent.parent
 BPMN = Path(__file__).parent / "workflows" / "timer_bench.bpmn"
 TARGET_P99_SECONDS = 1.0
+BASELINE_TIMERS = 300
+START_MARGIN_SECONDS = 10.0  # between the last timer created and the first one due: poller and workers start
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * share) - 1))]
+@contextmanager
+def environment(env: dict) -> Iterator[None]:
+    """The lane's environment for this process too (the in-process app reads its config from it)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
-def _start_many(app, count: int, first_due, spread_seconds: float) -> list[int]:
-    """Start ``count`` instances whose timers fall evenly over ``spread_seconds`` from ``first_due``."""
+def start_waiting(app, count: int, first_due: datetime, spread_seconds: float) -> list[int]:
+    """Start ``count`` instances of the bench process, as the product does (``services.start_instance``,
+    one transaction each); their timers fall due evenly over ``spread_seconds`` from ``first_due``."""
     from server.db import transaction
     from server.processes import services
 
@@ -47,29 +55,35 @@ def _start_many(app, count: int, first_due, spread_seconds: float) -> list[int]:
     return ids
 
 
-def _baseline(app, count: int = 300) -> float:
-    """Fires per second of ``fire_timer`` called in-process on already-due timers."""
+def baseline(app, count: int = BASELINE_TIMERS) -> tuple[float, float]:
+    """The baseline: fires per second of ``fire_timer`` called in-process on already-due timers. Also
+    returns how many instances per second were started for them (sizes the wait before the real run)."""
     from server.db import transaction, utcnow
+    from server.extensions import db
     from server.processes import services
     from server.processes.models import Timer
 
-    instance_ids = _start_many(app, count, utcnow() + timedelta(seconds=1), 0)
-    time.sleep(1.5)
+    due = utcnow() + timedelta(seconds=count / 50)  # after the last start (a timer due at its start just runs)
+    began = time.perf_counter()
+    instance_ids = start_waiting(app, count, due, 0)
+    starts_per_second = count / (time.perf_counter() - began)
+    time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.1)
     with app.app_context():
-        from server.extensions import db
-
         timer_ids = db.session.scalars(select(Timer.id).where(Timer.instance_id.in_(instance_ids))).all()
-        started = time.perf_counter()
+        began = time.perf_counter()
         for timer_id in timer_ids:
             with transaction():
                 services.fire_timer(timer_id)
-        elapsed = time.perf_counter() - started
-        assert db.session.scalar(select(func.count()).select_from(Timer).where(
-            Timer.instance_id.in_(instance_ids), Timer.fired_at.is_(None))) == 0
-    return len(timer_ids) / elapsed
+        elapsed = time.perf_counter() - began
+        left = db.session.scalar(select(func.count()).select_from(Timer).where(
+            Timer.instance_id.in_(instance_ids), Timer.fired_at.is_(None)))
+        if left:
+            raise RuntimeError(f"the in-process baseline left {left} timers unfired")
+    return len(timer_ids) / elapsed, starts_per_second
 
 
-def _children(env: dict, workers: int) -> list[subprocess.Popen]:
+def start_delivery(env: dict, workers: int) -> list[subprocess.Popen]:
+    """The product's poller and ``workers`` RQ workers, as separate processes."""
     cli = [sys.executable, "-m", "server.cli"]
     procs = [subprocess.Popen([*cli, "poll-timers"], env=env, cwd=ROOT, start_new_session=True)]
     procs += [subprocess.Popen([*cli, "worker", "--name", f"bench-{n}"], env=env, cwd=ROOT, start_new_session=True)
@@ -77,88 +91,101 @@ def _children(env: dict, workers: int) -> list[subprocess.Popen]:
     return procs
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate the children we started, killing any that do not stop in 20 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_for_fires(app, instance_ids: list[int], deadline: float) -> None:
+    """Poll the database once a second until every bench timer fired (or the deadline passes)."""
+    from server.extensions import db
+    from server.processes.models import Timer
+
+    with app.app_context():
+        while time.monotonic() < deadline:
+            pending = db.session.scalar(select(func.count()).select_from(Timer).where(
+                Timer.instance_id.in_(instance_ids), Timer.fired_at.is_(None)))
+            db.session.rollback()
+            if pending == 0:
+                return
+            time.sleep(1)
+
+
+def measure(app, instance_ids: list[int]) -> dict:
+    """Lateness, fires per second, lost and fired-twice counts of the bench timers (rows + audit)."""
+    from server.extensions import db
+    from server.processes.models import AuditEvent, Timer
+
+    with app.app_context():
+        rows = db.session.execute(select(Timer.id, Timer.due_at, Timer.fired_at).where(
+            Timer.instance_id.in_(instance_ids))).all()
+        audit = db.session.scalars(select(AuditEvent.data).where(
+            AuditEvent.event == "timer_fired", AuditEvent.instance_id.in_(instance_ids))).all()
+    fired = [r for r in rows if r.fired_at is not None]
+    if not fired:
+        raise RuntimeError("no timer fired")
+    lateness = sorted(max(0.0, (r.fired_at - r.due_at).total_seconds()) for r in fired)
+    fires_per_timer: dict[int, int] = {}
+    for data in audit:
+        fires_per_timer[data["timer_id"]] = fires_per_timer.get(data["timer_id"], 0) + 1
+    span = (max(r.fired_at for r in fired) - min(r.fired_at for r in fired)).total_seconds()
+    return {"fired": len(fired), "lost": len(rows) - len(fired),
+            "fired_twice": sum(1 for n in fires_per_timer.values() if n > 1),
+            "fires_per_second": round(len(fired) / max(0.001, span), 1),
+            "lateness_p50_s": round(statistics.median(lateness), 3),
+            "lateness_p99_s": round(percentile(lateness, 0.99), 3), "lateness_max_s": round(lateness[-1], 3)}
+
+
 def run_lane(lane: str, count: int, spread: float, workers: int, poll_seconds: float) -> dict:
-    """One lane: create the timers, start poller + workers, wait for every timer, measure."""
-    data_dir = tempfile.mkdtemp(prefix="flowdesk-timers-")
-    pg = redis = None
+    """One lane: baseline, create the timers, start poller + workers, wait for every timer, measure."""
     procs: list[subprocess.Popen] = []
-    try:
-        url = f"sqlite:///{data_dir}/bench.db"
-        if lane == "postgresql":
-            url = os.environ.get("DATABASE_URL") or (pg := ThrowawayPostgres()).start()
-        redis = EmbeddedRedis(data_dir, name="timers-redis")
-        env = dict(os.environ, FLOWDESK_DATA_DIR=data_dir, SECRET_KEY="bench", LOG_LEVEL="WARNING",
-                   FLOWDESK_LOG_FORMAT="text",
-                   DATABASE_URL=url, REDIS_URL=redis.start(), FLOWDESK_TIMER_POLL_SECONDS=str(poll_seconds))
-        os.environ.update({k: env[k] for k in ("FLOWDESK_DATA_DIR", "DATABASE_URL", "REDIS_URL", "SECRET_KEY")})
-        subprocess.run([sys.executable, "-m", "server.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with server_env(lane) as env, environment(env):
+        env["FLOWDESK_TIMER_POLL_SECONDS"] = str(poll_seconds)
         from server.app import create_app
         from server.db import transaction, utcnow
-        from server.extensions import db
         from server.processes import services
-        from server.processes.models import AuditEvent, Timer
 
         app = create_app({"LOG_LEVEL": "WARNING"})
         with app.app_context(), transaction():
             services.deploy_bundle({BPMN.name: BPMN.read_bytes()}, source="bench")
-        baseline = _baseline(app)
-        # Creation runs at a few hundred per second: the first timer falls due once all exist.
-        creation_budget = count / 80 + 10
-        first_due = utcnow() + timedelta(seconds=creation_budget)
-        created = time.perf_counter()
-        instance_ids = _start_many(app, count, first_due, spread)
-        created = time.perf_counter() - created
-        procs = _children(env, workers)
-        deadline = time.monotonic() + creation_budget + spread + 300
-        with app.app_context():
-            bench = Timer.instance_id.in_(instance_ids)
-            while time.monotonic() < deadline:
-                pending = db.session.scalar(select(func.count()).select_from(Timer).where(
-                    bench, Timer.fired_at.is_(None)))
-                db.session.rollback()
-                if pending == 0:
-                    break
-                time.sleep(1)
-            rows = db.session.execute(select(Timer.id, Timer.due_at, Timer.fired_at).where(bench)).all()
-            audit = db.session.execute(
-                select(AuditEvent.data).where(AuditEvent.event == "timer_fired",
-                                              AuditEvent.instance_id >= min(instance_ids))).all()
-        fired = [r for r in rows if r.fired_at is not None]
-        lateness = [max(0.0, (r.fired_at - r.due_at).total_seconds()) for r in fired]
-        fired_per_timer: dict[int, int] = {}
-        for (data,) in audit:
-            fired_per_timer[data["timer_id"]] = fired_per_timer.get(data["timer_id"], 0) + 1
-        first, last = min(r.fired_at for r in fired), max(r.fired_at for r in fired)
-        rate = len(fired) / max(0.001, (last - first).total_seconds())
-        return {"lane": lane, "timers": count, "spread_seconds": spread, "workers": workers,
-                "poll_seconds": poll_seconds, "creation_seconds": round(created, 1),
-                "baseline_fires_per_second": round(baseline, 1), "fires_per_second": round(rate, 1),
-                "ratio": round(rate / baseline, 3), "fired": len(fired), "lost": count - len(fired),
-                "fired_twice": sum(1 for n in fired_per_timer.values() if n > 1),
-                "lateness_p50_s": round(statistics.median(lateness), 3),
-                "lateness_p99_s": round(_percentile(lateness, 0.99), 3),
-                "lateness_max_s": round(max(lateness), 3), "target_p99_s": TARGET_P99_SECONDS}
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if redis is not None:
-            redis.stop()
-        if pg is not None:
-            pg.stop()
+        baseline_rate, starts_per_second = baseline(app)
+        # The first timer falls due a little after the last one is created (estimated from the baseline's
+        # starts, with room to spare), so all of them are pending before delivery begins.
+        first_due = utcnow() + timedelta(seconds=1.5 * count / starts_per_second + START_MARGIN_SECONDS)
+        began = time.perf_counter()
+        instance_ids = start_waiting(app, count, first_due, spread)
+        created = time.perf_counter() - began
+        late_start = (utcnow() - first_due).total_seconds()
+        if late_start > -2:
+            print(f"{lane}: warning — timers were still being created {late_start:+.1f} s from the first due")
+        try:
+            procs = start_delivery(env, workers)
+            wait_for_fires(app, instance_ids, time.monotonic() + (first_due - utcnow()).total_seconds() + spread + 300)
+        finally:
+            stop(procs)
+        figures = measure(app, instance_ids)
+    return {"lane": lane, "timers": count, "spread_seconds": spread, "workers": workers, "load_average": load_average(),
+            "poll_seconds": poll_seconds, "creation_seconds": round(created, 1),
+            "baseline_fires_per_second": round(baseline_rate, 1), **figures,
+            "ratio": round(figures["fires_per_second"] / baseline_rate, 3), "target_p99_s": TARGET_P99_SECONDS}
 
 
 def run(lanes: list[str], count: int, spread: float, workers: int, poll_seconds: float) -> list[dict]:
     """Every lane; print and return the rows."""
     rows = []
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; command: {' '.join(sys.argv)}")
+    print(machine_line())
     for lane in lanes:
-        row = run_lane(lane, count, spread, workers, poll_seconds)
+        try:
+            row = run_lane(lane, count, spread, workers, poll_seconds)
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+            print(f"{lane}: skipped — {err}")
+            continue
         rows.append(row)
         verdict = "meets" if row["lateness_p99_s"] <= TARGET_P99_SECONDS else "MISSES"
         print(f"{lane:<10} {count} timers over {spread:g} s, {workers} workers, poll {poll_seconds:g} s: "
