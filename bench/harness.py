@@ -46,8 +46,9 @@ def free_port() -> int:
 
 def machine_line() -> str:
     """Cores, Python and the command, printed at the top of every benchmark."""
+    code = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
     return (f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load average {load_average()}; "
-            f"command: {' '.join(sys.argv)}")
+            f"code: {code.stdout.strip() or '?'}; command: {' '.join(sys.argv)}")
 
 
 def load_average() -> float:
