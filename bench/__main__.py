@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from server.cli import WEB_THREADS
 from server.config import web_workers
 
 from . import api_load, dispatch, engine_cycles, timers
-
-RESULTS = Path(__file__).parent / "results"
+from .harness import RESULTS
 
 
 def main() -> None:
@@ -28,6 +26,8 @@ def main() -> None:
     parser.add_argument("--api-clients", default="8,32,64", help="concurrent clients for the API load benchmark")
     parser.add_argument("--api-threads", type=int, default=WEB_THREADS,
                         help="gthread threads per worker for the API load (default: as the run command)")
+    parser.add_argument("--profile", action="store_true",
+                        help="api: afterwards sample the server with py-spy during task completion at 32 clients")
     parser.add_argument("--dispatch-sizes", default="1000,10000,100000", help="engineer counts")
     parser.add_argument("--dispatch-requests", type=int, default=1000, help="random requests per size")
     parser.add_argument("--dispatch-scan-seconds", type=float, default=60.0,
@@ -47,7 +47,7 @@ def main() -> None:
         (RESULTS / "engine_cycles.json").write_text(json.dumps(rows, indent=2))
     if "api" in chosen:
         rows = api_load.run(args.lanes.split(","), [int(c) for c in args.api_clients.split(",")], args.seconds,
-                            args.web_workers, args.api_threads)
+                            args.web_workers, args.api_threads, args.profile)
         (RESULTS / "api_load.json").write_text(json.dumps(rows, indent=2))
     if "timers" in chosen:
         rows = timers.run(args.lanes.split(","), args.timers, args.timer_spread, args.timer_workers, args.timer_poll)

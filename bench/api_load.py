@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from .harness import PASSWORD, call, closed_loop, connect, load_average, log_in, machine_line, running_server
+from .harness import PASSWORD, RESULTS, call, closed_loop, connect, load_average, log_in, machine_line, running_server
+from .profile import start_sampling, summary
 
 INBOX_USER = ("finance", "finance-demo-1")  # seeds/users.json: a plain user (not admin) with a role
 INBOX_TASKS = 1000
@@ -94,17 +95,36 @@ def endpoints(designer: str, inbox_user: str, engineers: list[str], pool: asynci
             "work-order list": work_orders, "position ping": ping}
 
 
-def run(lanes: list[str], clients: list[int], seconds: float, web_workers: int, threads: int) -> list[dict]:
-    """Every lane × client count × endpoint; print and return the rows."""
+def run(lanes: list[str], clients: list[int], seconds: float, web_workers: int, threads: int,
+        profile: bool = False) -> list[dict]:
+    """Every lane × client count × endpoint; print and return the rows. With ``profile``, then sample the
+    server with py-spy during task completion at the target's concurrency and print where its CPU goes."""
     rows = []
     print(machine_line())
     for lane in lanes:
         try:
-            with running_server(lane, web_workers, threads, seed=True) as port:
+            with running_server(lane, web_workers, threads, seed=True) as (port, pid):
                 rows += asyncio.run(run_lane(lane, port, clients, seconds, web_workers, threads))
+                if profile:
+                    asyncio.run(profile_completion(lane, port, pid, seconds))
         except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
             print(f"{lane}: skipped — {err}")
     return rows
+
+
+async def profile_completion(lane: str, port: int, pid: int, seconds: float) -> None:
+    """Task completion at the target's concurrency again, with every gunicorn worker sampled by py-spy;
+    the raw stacks go to ``bench/results/api_profile_<lane>.txt``."""
+    designer = await log_in(port, "bench", PASSWORD)
+    pool = await start_cycles(port, designer, int(MAX_COMPLETIONS_PER_SECOND * (seconds + 2)))
+    complete = endpoints(designer, "", [], pool)["task completion"]
+    output = RESULTS / f"api_profile_{lane}.txt"
+    spy = start_sampling(pid, seconds, output)
+    figures = await closed_loop(port, TARGET["clients"], seconds, complete, warmup=1.0)
+    await asyncio.to_thread(spy.wait, seconds + 60)
+    print(f"{lane}: profile of task completion at {TARGET['clients']} clients ({figures['per_second']}/s, "
+          f"p99 {figures['p99_ms']} ms under py-spy), share of server CPU samples by package:\n"
+          f"{summary(output.read_text())}\n  raw stacks: {output.relative_to(RESULTS.parent.parent)}", flush=True)
 
 
 def verdict(name: str, clients: int, p99_ms: float) -> str:

@@ -69,7 +69,7 @@ def run(lanes: list[str], clients: list[int], seconds: float, web_workers: int, 
     print(machine_line())
     for lane in lanes:
         try:
-            with running_server(lane, web_workers, threads) as port:
+            with running_server(lane, web_workers, threads) as (port, _pid):
                 for count in clients:
                     baseline = spiff_cycles_per_second(min(seconds, 5.0))
                     figures = asyncio.run(drive(port, count, seconds))

@@ -26,6 +26,7 @@ from server.jobs.redis_server import EmbeddedRedis
 from .pg import ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 PASSWORD = "bench-password-1"
 # Anything the benchmarks listen on stays in 56100-56199 (the PostgreSQL cluster takes 56150), so runs
 # beside other engineers' servers and benchmarks on the same machine do not collide.
@@ -122,9 +123,10 @@ def wait_until_serving(port: int, server: subprocess.Popen, timeout: float = 60.
 
 
 @contextmanager
-def running_server(lane: str, web_workers: int, threads: int, seed: bool = False) -> Iterator[int]:
+def running_server(lane: str, web_workers: int, threads: int, seed: bool = False) -> Iterator[tuple[int, int]]:
     """Migrate, create the ``bench`` designer, deploy workflows/ (and seed the demo data), then serve with
-    gunicorn as ``run`` starts it (``server.cli.gunicorn_command``) on a bench port; yields the port."""
+    gunicorn as ``run`` starts it (``server.cli.gunicorn_command``) on a bench port; yields the port and
+    the gunicorn master's process id."""
     from server.cli import gunicorn_command
 
     with server_env(lane) as env:
@@ -137,7 +139,7 @@ def running_server(lane: str, web_workers: int, threads: int, seed: bool = False
                                   start_new_session=True, stdout=subprocess.DEVNULL)
         try:
             wait_until_serving(port, server)
-            yield port
+            yield port, server.pid
         finally:
             server.terminate()
             server.wait(timeout=30)
