@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 
 PORT = 56150  # the benchmarks' PostgreSQL port (bench ports are 56100-56199)
 
@@ -42,8 +43,13 @@ class ThrowawayPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
         self._as_pg(f"{self.bin}/initdb", "-D", self.dir, "-U", "flowdesk", "--auth=trust", "-E", "UTF8")
-        self._as_pg(f"{self.bin}/pg_ctl", "-D", self.dir, "-l", f"{self.dir}/log", "-w", "-o",
-                    f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200", "start")
+        try:
+            self._as_pg(f"{self.bin}/pg_ctl", "-D", self.dir, "-l", f"{self.dir}/log", "-w", "-t", "180", "-o",
+                        f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200", "start")
+        except subprocess.CalledProcessError:
+            log = Path(self.dir, "log")
+            tail = log.read_text()[-1500:] if log.exists() else "no log"
+            raise RuntimeError(f"PostgreSQL did not start: {tail}") from None
         subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "flowdesk",
                         "flowdesk_bench"], check=True)
         return f"postgresql://flowdesk@127.0.0.1:{self.port}/flowdesk_bench"
