@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from server.cli import WEB_THREADS
 from server.config import web_workers
@@ -38,24 +39,26 @@ def main() -> None:
     parser.add_argument("--timer-workers", type=int, default=2, help="RQ worker processes")
     parser.add_argument("--timer-poll", type=float, default=0.5,
                         help="FLOWDESK_TIMER_POLL_SECONDS for the poller (the product default)")
+    parser.add_argument("--results", default=str(RESULTS), help="folder for the JSON rows (and profiles)")
     args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
     chosen = args.only.split(",")
     if "engine" in chosen:
         rows = engine_cycles.run(args.lanes.split(","), [int(c) for c in args.clients.split(",")], args.seconds,
                                  args.web_workers, args.threads)
-        (RESULTS / "engine_cycles.json").write_text(json.dumps(rows, indent=2))
+        (results / "engine_cycles.json").write_text(json.dumps(rows, indent=2))
     if "api" in chosen:
         rows = api_load.run(args.lanes.split(","), [int(c) for c in args.api_clients.split(",")], args.seconds,
-                            args.web_workers, args.api_threads, args.profile)
-        (RESULTS / "api_load.json").write_text(json.dumps(rows, indent=2))
+                            args.web_workers, args.api_threads, results if args.profile else None)
+        (results / "api_load.json").write_text(json.dumps(rows, indent=2))
     if "timers" in chosen:
         rows = timers.run(args.lanes.split(","), args.timers, args.timer_spread, args.timer_workers, args.timer_poll)
-        (RESULTS / "timers.json").write_text(json.dumps(rows, indent=2))
+        (results / "timers.json").write_text(json.dumps(rows, indent=2))
     if "dispatch" in chosen:
         rows = dispatch.run([int(n) for n in args.dispatch_sizes.split(",")], args.dispatch_requests,
                             args.dispatch_scan_seconds)
-        (RESULTS / "dispatch.json").write_text(json.dumps(rows, indent=2))
+        (results / "dispatch.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

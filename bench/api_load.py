@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from pathlib import Path
 
-from .harness import PASSWORD, RESULTS, call, closed_loop, connect, load_average, log_in, machine_line, running_server
+from .harness import PASSWORD, call, closed_loop, connect, load_average, log_in, machine_line, running_server
 from .profile import start_sampling, summary
 
 INBOX_USER = ("finance", "finance-demo-1")  # seeds/users.json: a plain user (not admin) with a role
@@ -96,35 +97,35 @@ def endpoints(designer: str, inbox_user: str, engineers: list[str], pool: asynci
 
 
 def run(lanes: list[str], clients: list[int], seconds: float, web_workers: int, threads: int,
-        profile: bool = False) -> list[dict]:
-    """Every lane × client count × endpoint; print and return the rows. With ``profile``, then sample the
-    server with py-spy during task completion at the target's concurrency and print where its CPU goes."""
+        profile_dir: Path | None = None) -> list[dict]:
+    """Every lane × client count × endpoint; print and return the rows. With ``profile_dir``, then sample
+    the server with py-spy during task completion at the target's concurrency, print where its CPU goes
+    and keep the raw stacks there."""
     rows = []
     print(machine_line())
     for lane in lanes:
         try:
             with running_server(lane, web_workers, threads, seed=True) as (port, pid):
                 rows += asyncio.run(run_lane(lane, port, clients, seconds, web_workers, threads))
-                if profile:
-                    asyncio.run(profile_completion(lane, port, pid, seconds))
+                if profile_dir is not None:
+                    asyncio.run(profile_completion(lane, port, pid, seconds, profile_dir / f"api_profile_{lane}.txt"))
         except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
             print(f"{lane}: skipped — {err}")
     return rows
 
 
-async def profile_completion(lane: str, port: int, pid: int, seconds: float) -> None:
+async def profile_completion(lane: str, port: int, pid: int, seconds: float, output: Path) -> None:
     """Task completion at the target's concurrency again, with every gunicorn worker sampled by py-spy;
-    the raw stacks go to ``bench/results/api_profile_<lane>.txt``."""
+    the raw stacks go to ``output``."""
     designer = await log_in(port, "bench", PASSWORD)
     pool = await start_cycles(port, designer, int(MAX_COMPLETIONS_PER_SECOND * (seconds + 2)))
     complete = endpoints(designer, "", [], pool)["task completion"]
-    output = RESULTS / f"api_profile_{lane}.txt"
     spy = start_sampling(pid, seconds, output)
     figures = await closed_loop(port, TARGET["clients"], seconds, complete, warmup=1.0)
     await asyncio.to_thread(spy.wait, seconds + 60)
     print(f"{lane}: profile of task completion at {TARGET['clients']} clients ({figures['per_second']}/s, "
           f"p99 {figures['p99_ms']} ms under py-spy), share of server CPU samples by package:\n"
-          f"{summary(output.read_text())}\n  raw stacks: {output.relative_to(RESULTS.parent.parent)}", flush=True)
+          f"{summary(output.read_text())}\n  raw stacks: {output}", flush=True)
 
 
 def verdict(name: str, clients: int, p99_ms: float) -> str:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 PORT = 56150  # the benchmarks' PostgreSQL port (bench ports are 56100-56199)
+FALLBACK_PORTS = range(56151, 56200)  # when another benchmark's cluster holds it
 
 
 def _port_taken(port: int) -> bool:
@@ -22,14 +23,15 @@ def _port_taken(port: int) -> bool:
 class ThrowawayPostgres:
     """initdb + pg_ctl start on loopback; ``stop()`` removes everything."""
 
-    def __init__(self, port: int = PORT):
+    def __init__(self, port: int | None = None):
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins:
             raise RuntimeError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
         self.bin = bins[-1]
-        if _port_taken(port):
-            raise RuntimeError(f"port {port} is taken (another benchmark's PostgreSQL still running?)")
-        self.port = port
+        free = [p for p in ([port] if port else [PORT, *FALLBACK_PORTS]) if not _port_taken(p)]
+        if not free:
+            raise RuntimeError(f"no free PostgreSQL port (tried {port or f'{PORT}-{FALLBACK_PORTS[-1]}'})")
+        self.port = free[0]
         self.dir = tempfile.mkdtemp(prefix="flowdesk-bench-pg-")
 
     def _as_pg(self, *args: str) -> None:
