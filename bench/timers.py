@@ -83,12 +83,13 @@ def baseline(app, count: int = BASELINE_TIMERS) -> tuple[float, float]:
 
 
 def start_delivery(env: dict, workers: int) -> list[subprocess.Popen]:
-    """The product's poller and ``workers`` RQ workers, as separate processes."""
+    """The product's poller and ``workers`` RQ workers, as separate processes (their logs go to
+    ``delivery.log`` in the lane's data dir)."""
     cli = [sys.executable, "-m", "server.cli"]
-    procs = [subprocess.Popen([*cli, "poll-timers"], env=env, cwd=ROOT, start_new_session=True)]
-    procs += [subprocess.Popen([*cli, "worker", "--name", f"bench-{n}"], env=env, cwd=ROOT, start_new_session=True)
-              for n in range(workers)]
-    return procs
+    commands = [[*cli, "poll-timers"], *([*cli, "worker", "--name", f"bench-{n}"] for n in range(workers))]
+    with open(Path(env["FLOWDESK_DATA_DIR"]) / "delivery.log", "ab") as log:
+        return [subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True, stdout=log,
+                                 stderr=subprocess.STDOUT) for command in commands]
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
