@@ -55,9 +55,10 @@ def start_waiting(app, count: int, first_due: datetime, spread_seconds: float) -
     return ids
 
 
-def baseline(app, count: int = BASELINE_TIMERS) -> tuple[float, float]:
-    """The baseline: fires per second of ``fire_timer`` called in-process on already-due timers. Also
-    returns how many instances per second were started for them (sizes the wait before the real run)."""
+def baseline(app, count: int = BASELINE_TIMERS) -> tuple[float, float, float]:
+    """The baseline: fires per second of ``fire_timer`` called in-process on already-due timers, and the
+    CPU seconds per fire. Also returns how many instances per second were started for them (sizes the
+    wait before the real run)."""
     from server.db import transaction, utcnow
     from server.extensions import db
     from server.processes import services
@@ -70,16 +71,16 @@ def baseline(app, count: int = BASELINE_TIMERS) -> tuple[float, float]:
     time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.1)
     with app.app_context():
         timer_ids = db.session.scalars(select(Timer.id).where(Timer.instance_id.in_(instance_ids))).all()
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for timer_id in timer_ids:
             with transaction():
                 services.fire_timer(timer_id)
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
         left = db.session.scalar(select(func.count()).select_from(Timer).where(
             Timer.instance_id.in_(instance_ids), Timer.fired_at.is_(None)))
         if left:
             raise RuntimeError(f"the in-process baseline left {left} timers unfired")
-    return len(timer_ids) / elapsed, starts_per_second
+    return len(timer_ids) / elapsed, cpu / len(timer_ids), starts_per_second
 
 
 def start_delivery(env: dict, workers: int) -> list[subprocess.Popen]:
@@ -90,6 +91,12 @@ def start_delivery(env: dict, workers: int) -> list[subprocess.Popen]:
     with open(Path(env["FLOWDESK_DATA_DIR"]) / "delivery.log", "ab") as log:
         return [subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True, stdout=log,
                                  stderr=subprocess.STDOUT) for command in commands]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
@@ -155,7 +162,7 @@ def run_lane(lane: str, count: int, spread: float, workers: int, poll_seconds: f
         app = create_app({"LOG_LEVEL": "WARNING"})
         with app.app_context(), transaction():
             services.deploy_bundle({BPMN.name: BPMN.read_bytes()}, source="bench")
-        baseline_rate, starts_per_second = baseline(app)
+        baseline_rate, baseline_cpu, starts_per_second = baseline(app)
         # The first timer falls due a little after the last one is created (estimated from the baseline's
         # starts, with room to spare), so all of them are pending before delivery begins.
         first_due = utcnow() + timedelta(seconds=1.5 * count / starts_per_second + START_MARGIN_SECONDS)
@@ -168,12 +175,17 @@ def run_lane(lane: str, count: int, spread: float, workers: int, poll_seconds: f
         try:
             procs = start_delivery(env, workers)
             wait_for_fires(app, instance_ids, time.monotonic() + (first_due - utcnow()).total_seconds() + spread + 300)
+            cpu = [cpu_seconds(proc.pid) for proc in procs]  # the poller first, then the workers
         finally:
             stop(procs)
         figures = measure(app, instance_ids)
     return {"lane": lane, "timers": count, "spread_seconds": spread, "workers": workers, "load_average": load_average(),
             "poll_seconds": poll_seconds, "creation_seconds": round(created, 1),
             "baseline_fires_per_second": round(baseline_rate, 1), **figures,
+            # CPU per fire (includes the workers' start-up): what the delivery path costs beside fire_timer itself.
+            "baseline_cpu_ms_per_fire": round(1000 * baseline_cpu, 2),
+            "workers_cpu_ms_per_fire": round(1000 * sum(cpu[1:]) / max(1, figures["fired"]), 2),
+            "poller_cpu_ms_per_fire": round(1000 * cpu[0] / max(1, figures["fired"]), 2),
             "ratio": round(figures["fires_per_second"] / baseline_rate, 3), "target_p99_s": TARGET_P99_SECONDS}
 
 
@@ -193,6 +205,8 @@ def run(lanes: list[str], count: int, spread: float, workers: int, poll_seconds:
               f"baseline (in-process fire_timer) {row['baseline_fires_per_second']}/s, delivered "
               f"{row['fires_per_second']}/s, ratio {row['ratio']}; lateness p50 {row['lateness_p50_s']} s, "
               f"p99 {row['lateness_p99_s']} s, max {row['lateness_max_s']} s "
-              f"({verdict} p99 ≤ {TARGET_P99_SECONDS:g} s); lost {row['lost']}, fired twice {row['fired_twice']}",
+              f"({verdict} p99 ≤ {TARGET_P99_SECONDS:g} s); lost {row['lost']}, fired twice {row['fired_twice']}; "
+              f"CPU per fire: in-process {row['baseline_cpu_ms_per_fire']} ms, workers "
+              f"{row['workers_cpu_ms_per_fire']} ms, poller {row['poller_cpu_ms_per_fire']} ms",
               flush=True)
     return rows
