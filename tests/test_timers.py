@@ -111,6 +111,31 @@ def test_the_poller_hands_due_timers_over_in_batches_fired_one_by_one(deploy, st
     assert _fired_counts(app) == dict.fromkeys(ids, 1)
 
 
+def test_a_timer_waiting_in_a_long_queue_is_not_handed_over_again_until_its_job_starts(
+        deploy, start, app, poll_timers, run_worker, redis_conn):
+    """Regression (bench/timers.py on a busy machine): the hand-over claim used to expire after one
+    redeliver period even while the job still waited in the queue, so a backlog longer than that was
+    handed over again and again (28 % more deliveries), adding work for workers already behind."""
+    from server.processes.jobs import arm_redelivery, handed_key
+
+    deploy("delay.bpmn")
+    redeliver = app.config["TIMER_REDELIVER_SECONDS"]
+    with time_machine.travel(START, tick=False) as clock:
+        ids = [start("delay")["timers"][0]["id"] for _ in range(3)]
+        clock.move_to(START + timedelta(minutes=11))
+        assert poll_timers() == 3
+        # Queued: claimed for many redeliver periods, so a slow queue is not handed over twice.
+        assert all(redis_conn.ttl(handed_key(timer_id)) > 2 * redeliver for timer_id in ids)
+        assert poll_timers() == 0
+        # Started: a job re-arms its timers' claims to one redeliver period (a killed worker's timers return).
+        with app.app_context():
+            arm_redelivery(ids[:1])
+        assert 0 < redis_conn.ttl(handed_key(ids[0])) <= redeliver
+        run_worker()
+    assert _fired_counts(app) == dict.fromkeys(ids, 1)
+    assert not any(redis_conn.exists(handed_key(timer_id)) for timer_id in ids)  # each job drops its claims
+
+
 def test_an_early_delivery_changes_nothing(deploy, start, app):
     from server.processes.jobs import fire_timer_job
 

@@ -1,10 +1,13 @@
 """The timer poller: the database is the source of truth for timers; this loop
 hands every due, unfired timer to RQ. Each hand-over is claimed in Redis with
 ``SET NX EX``, so of several pollers (one per machine) exactly one enqueues a
-given timer; the claim expires after ``TIMER_REDELIVER_SECONDS``, so a timer
-handed over but not fired by then (worker killed, Redis flushed) is handed
-over again. The guarded update in ``fire_timer`` makes any extra delivery
-harmless: a timer fires at most once whatever RQ does."""
+given timer. While the job waits in the queue the claim lasts
+``QUEUED_CLAIM_PERIODS`` × ``TIMER_REDELIVER_SECONDS`` (a long backlog is not
+handed over again); when a worker starts the job it re-arms the claims to
+``TIMER_REDELIVER_SECONDS``, so a timer not fired by then (worker killed) or
+whose claim is gone (Redis flushed) is handed over again. The guarded update
+in ``fire_timer`` makes any extra delivery harmless: a timer fires at most
+once whatever RQ does."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from flask import current_app
 from ..db import utcnow
 from ..extensions import db
 from ..processes import services
-from ..processes.jobs import fire_timers_job, handed_key
+from ..processes.jobs import QUEUED_CLAIM_PERIODS, fire_timers_job, handed_key, redeliver_seconds
 from .queues import TIMERS, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,11 @@ def enqueue_due_timers(now=None) -> int:
     if not ids:
         return 0
     conn = get_redis()
-    redeliver = max(1, round(current_app.config.get("TIMER_REDELIVER_SECONDS", 60.0)))
+    queued_claim = QUEUED_CLAIM_PERIODS * redeliver_seconds()
     wall = int(time.time())
     with conn.pipeline(transaction=False) as pipe:
         for timer_id in ids:
-            pipe.set(handed_key(timer_id), wall, nx=True, ex=redeliver)
+            pipe.set(handed_key(timer_id), wall, nx=True, ex=queued_claim)
         claimed = pipe.execute()
     todo = [timer_id for timer_id, won in zip(ids, claimed, strict=True) if won]
     if not todo:

@@ -15,9 +15,30 @@ log = logging.getLogger(__name__)
 
 
 
+# A hand-over's claim while its job waits in the queue, in redeliver periods: a backlog longer than one
+# period must not hand the same timers over again (each copy is more work for workers already behind).
+QUEUED_CLAIM_PERIODS = 15
+
+
 def handed_key(timer_id: int) -> str:
     """The Redis key a poller sets (NX, with an expiry) when it hands a timer to RQ; the job deletes it."""
     return f"flowdesk:timers:handed:{timer_id}"
+
+
+def redeliver_seconds() -> int:
+    """How long a started job may take to fire its timers before they are handed over again."""
+    from flask import current_app
+
+    return max(1, round(current_app.config.get("TIMER_REDELIVER_SECONDS", 60.0)))
+
+
+def arm_redelivery(timer_ids: list[int]) -> None:
+    """A job starting on its timers: from now on, one that is not fired within the redeliver period (the
+    worker was killed) is handed over again. Until then the poller's longer queued claim held them."""
+    with get_redis().pipeline(transaction=False) as pipe:
+        for timer_id in timer_ids:
+            pipe.set(handed_key(timer_id), "started", ex=redeliver_seconds())
+        pipe.execute()
 
 
 def record_lateness(timer_id: int) -> None:
@@ -52,6 +73,7 @@ def _fire_one(timer_id: int) -> str:
 def fire_timer_job(timer_id: int) -> str:
     """Fire one timer; safe to deliver any number of times (fires at most once)."""
     with job_context():
+        arm_redelivery([timer_id])
         return _fire_one(timer_id)
 
 
@@ -63,6 +85,7 @@ def fire_timers_job(timer_ids: list[int]) -> dict[str, int]:
     the database can do. A killed worker loses nothing: each timer not fired is handed over again."""
     outcomes: dict[str, int] = {}
     with job_context():
+        arm_redelivery(timer_ids)
         for timer_id in timer_ids:
             outcome = _fire_one(timer_id)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
