@@ -116,6 +116,7 @@ def test_health_still_sees_a_live_worker_after_redis_lost_its_data_and_while_it_
 
     worker = FlowdeskWorker([Queue(q, connection=redis_conn) for q in ALL_QUEUES], connection=redis_conn)
     assert worker.dequeue_timeout < HEARTBEAT_FRESH_SECONDS  # an idle worker beats (once per dequeue) in time
+    assert worker.maintenance_interval <= 60  # and restarts a scheduler that Redis' outage killed within a minute
     worker.register_birth()
     assert client.get("/api/v1/health").get_json()["workers"] == 1
     redis_conn.flushall()

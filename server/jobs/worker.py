@@ -20,10 +20,13 @@ class FlowdeskWorker(SimpleWorker):
     An idle RQ worker beats once per blocking dequeue (``worker_ttl`` − 15 s, 405 s by default), so
     ``worker_ttl`` is set to make it beat well within HEARTBEAT_FRESH_SECONDS. And RQ lists a worker
     only in the registry it joins at birth: after Redis lost its data (restarted without persistence,
-    flushed) a live worker kept working but was listed nowhere, so each beat re-registers it if needed."""
+    flushed) a live worker kept working but was listed nowhere, so each beat re-registers it if needed.
+    RQ's scheduler process dies when Redis goes away and the worker restarts it at its next maintenance
+    round: every minute here instead of every ten."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("worker_ttl", HEARTBEAT_FRESH_SECONDS // 2)
+        kwargs.setdefault("maintenance_interval", 60)
         super().__init__(*args, **kwargs)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None):
