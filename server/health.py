@@ -13,6 +13,7 @@ from .auth.access import public
 from .extensions import db
 from .jobs.poller import HEARTBEAT_KEY
 from .jobs.queues import ALL_QUEUES, get_redis
+from .jobs.worker import HEARTBEAT_FRESH_SECONDS
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Health")
 
@@ -40,7 +41,8 @@ def check_health() -> dict:
         conn.ping()
         now = time.time()
         workers = Worker.all(connection=conn)
-        report["workers"] = sum(1 for w in workers if w.last_heartbeat and now - w.last_heartbeat.timestamp() < 120)
+        report["workers"] = sum(1 for w in workers if w.last_heartbeat
+                                and now - w.last_heartbeat.timestamp() < HEARTBEAT_FRESH_SECONDS)
         if any(conn.exists(f"rq:scheduler-lock:{q}") for q in ALL_QUEUES):
             report["scheduler"] = "ok"
         beat = conn.get(HEARTBEAT_KEY)

@@ -104,3 +104,22 @@ def test_an_upload_over_the_size_limit_gets_413(client, designer, app):
     big = "x" * (app.config["MAX_CONTENT_LENGTH"] + 10)
     response = client.post("/api/v1/processes", data=big, headers={**designer, "Content-Type": "application/json"})
     assert response.status_code == 413
+
+
+def test_health_still_sees_a_live_worker_after_redis_lost_its_data_and_while_it_idles(app, client, redis_conn):
+    # Found by bench/fault_injection.py: after Redis restarted empty the workers kept firing timers but
+    # health reported "workers: 0" until they were restarted; an idle worker also beat too rarely for it.
+    from rq import Queue
+
+    from server.jobs.queues import ALL_QUEUES
+    from server.jobs.worker import HEARTBEAT_FRESH_SECONDS, FlowdeskWorker
+
+    worker = FlowdeskWorker([Queue(q, connection=redis_conn) for q in ALL_QUEUES], connection=redis_conn)
+    assert worker.dequeue_timeout < HEARTBEAT_FRESH_SECONDS  # an idle worker beats (once per dequeue) in time
+    assert worker.maintenance_interval <= 60  # and restarts a scheduler that Redis' outage killed within a minute
+    worker.register_birth()
+    assert client.get("/api/v1/health").get_json()["workers"] == 1
+    redis_conn.flushall()
+    assert client.get("/api/v1/health").get_json()["workers"] == 0
+    worker.heartbeat()  # its next beat
+    assert client.get("/api/v1/health").get_json()["workers"] == 1

@@ -5,10 +5,40 @@ cache and DB pool alive. Each job gets its own app context and session."""
 from __future__ import annotations
 
 from flask import Flask
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, worker_registration
 
 from .context import set_worker_app
 from .queues import ALL_QUEUES, get_redis
+
+# /api/v1/health counts a worker alive while its last heartbeat is younger than this.
+HEARTBEAT_FRESH_SECONDS = 120
+
+
+class FlowdeskWorker(SimpleWorker):
+    """RQ's SimpleWorker, kept visible to the health check and ``rq info``.
+
+    An idle RQ worker beats once per blocking dequeue (``worker_ttl`` − 15 s, 405 s by default), so
+    ``worker_ttl`` is set to make it beat well within HEARTBEAT_FRESH_SECONDS. And RQ lists a worker
+    only in the registry it joins at birth: after Redis lost its data (restarted without persistence,
+    flushed) a live worker kept working but was listed nowhere, so each beat re-registers it if needed.
+    RQ's scheduler process dies when Redis goes away and the worker restarts it at its next maintenance
+    round: every minute here instead of every ten."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("worker_ttl", HEARTBEAT_FRESH_SECONDS // 2)
+        kwargs.setdefault("maintenance_interval", 60)
+        super().__init__(*args, **kwargs)
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        """RQ's heartbeat, then the worker's registration and description restored if Redis lost them."""
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None and self.birth_date is not None and \
+                not self.connection.sismember(self.redis_workers_keys, self.key):
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, pipe)
+                pipe.expire(self.key, timeout or self.worker_ttl + 60)
+                pipe.execute()
 
 
 def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool = False,
@@ -17,5 +47,5 @@ def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool 
     set_worker_app(app)
     with app.app_context():
         conn = get_redis()
-    worker = SimpleWorker([Queue(q, connection=conn) for q in queues], connection=conn, name=name)
+    worker = FlowdeskWorker([Queue(q, connection=conn) for q in queues], connection=conn, name=name)
     worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
