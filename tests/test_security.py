@@ -5,9 +5,11 @@ replayed tokens."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from server.extensions import db
 from server.processes.models import Incident, ProcessVersion
@@ -21,14 +23,15 @@ SCRIPT = re.search(r"<bpmn:script>(.*?)</bpmn:script>", CYCLE, re.S).group(1)
 @pytest.mark.parametrize("path", ["/api/v1/auth/token", "/api/mobile/v1/auth/token"])
 def test_after_ten_failed_logins_from_an_address_even_the_right_password_waits(client, make_user, path):
     make_user("engineer", username="eve")
-    for _ in range(10):
-        assert client.post(path, json={"username": "eve", "password": "guess"}).status_code == 401
-    blocked = client.post(path, json={"username": "eve", "password": "password-123"})
-    assert blocked.status_code == 429 and blocked.mimetype == "application/problem+json"
-    assert 0 < int(blocked.headers["Retry-After"]) <= 60
-    elsewhere = client.post(path, json={"username": "eve", "password": "password-123"},
-                            environ_base={"REMOTE_ADDR": "10.9.9.9"})
-    assert elsewhere.status_code == 429  # the username's own budget is spent too, whatever the address
+    with time_machine.travel(datetime(2026, 5, 1, 9, 0, 10, tzinfo=UTC), tick=False):  # one rate window
+        for _ in range(10):
+            assert client.post(path, json={"username": "eve", "password": "guess"}).status_code == 401
+        blocked = client.post(path, json={"username": "eve", "password": "password-123"})
+        assert blocked.status_code == 429 and blocked.mimetype == "application/problem+json"
+        assert 0 < int(blocked.headers["Retry-After"]) <= 60
+        elsewhere = client.post(path, json={"username": "eve", "password": "password-123"},
+                                environ_base={"REMOTE_ADDR": "10.9.9.9"})
+        assert elsewhere.status_code == 429  # the username's own budget is spent too, whatever the address
 
 
 def test_successful_logins_do_not_spend_the_budget(client, make_user):
@@ -41,11 +44,14 @@ def test_successful_logins_do_not_spend_the_budget(client, make_user):
 def test_the_login_page_is_limited_too(app, make_user):
     make_user("designer", username="dan")
     browser = app.test_client()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/login").get_data(as_text=True)).group(1)
-    for _ in range(10):
-        assert browser.post("/login", data={"username": "dan", "password": "x", "csrf_token": csrf}).status_code == 401
-    page = browser.post("/login", data={"username": "dan", "password": "password-123", "csrf_token": csrf},
-                        headers={"Accept": "text/html"})
+    with time_machine.travel(datetime(2026, 5, 1, 9, 0, 10, tzinfo=UTC), tick=False):  # one rate window
+        page = browser.get("/login").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        for _ in range(10):
+            answer = browser.post("/login", data={"username": "dan", "password": "x", "csrf_token": csrf})
+            assert answer.status_code == 401
+        page = browser.post("/login", data={"username": "dan", "password": "password-123", "csrf_token": csrf},
+                            headers={"Accept": "text/html"})
     assert page.status_code == 429 and "Retry-After" in page.headers and "too many requests" in page.get_data(True)
 
 
