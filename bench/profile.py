@@ -70,7 +70,7 @@ def summary(raw: str, top: int = 12) -> str:
     lines = [f"  {share:6.1%}  {name}" for name, share in leaf_shares(raw)[:top]]
     layers = inclusive_shares(raw, {
         "SpiffWorkflow (engine work)": "/SpiffWorkflow/", "SQLAlchemy (incl. the driver's calls)": "/sqlalchemy/",
-        "marshmallow / webargs / flask-smorest (schemas)": "/marshmallow/", "token check": "/server/auth/",
+        "marshmallow / webargs / flask-smorest (schemas)": "/marshmallow/", "token check": "current_principal (",
         "prometheus metrics": "/prometheus_client/"})
     lines.append("  inclusive (stack passes through):")
     lines += [f"  {share:6.1%}  {name}" for name, share in layers.items()]
