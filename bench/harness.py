@@ -9,6 +9,7 @@ import asyncio
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -87,23 +88,27 @@ def cli(env: dict, *args: str) -> None:
 @contextmanager
 def server_env(lane: str) -> Iterator[dict]:
     """A fresh data dir, the lane's database migrated, an embedded Redis (unless ``REDIS_URL`` is set):
-    yields the environment every server process of the run gets."""
+    yields the environment every server process of the run gets; the data dir is removed afterwards."""
     data_dir = tempfile.mkdtemp(prefix="flowdesk-bench-")
     metrics = Path(data_dir) / "metrics"
     metrics.mkdir()
     redis = None
-    with lane_database(lane, data_dir) as url:
-        env = dict(os.environ, FLOWDESK_DATA_DIR=data_dir, SECRET_KEY="bench", LOG_LEVEL="WARNING",
-                   DATABASE_URL=url, PROMETHEUS_MULTIPROC_DIR=str(metrics), GUNICORN_CMD_ARGS="--log-level warning")
-        try:
-            if not env.get("REDIS_URL"):
-                redis = EmbeddedRedis(data_dir, name="bench-redis")
-                env["REDIS_URL"] = redis.start()
-            cli(env, "db", "upgrade")
-            yield env
-        finally:
-            if redis is not None:
-                redis.stop()
+    try:
+        with lane_database(lane, data_dir) as url:
+            env = dict(os.environ, FLOWDESK_DATA_DIR=data_dir, SECRET_KEY="bench", LOG_LEVEL="WARNING",
+                       DATABASE_URL=url, PROMETHEUS_MULTIPROC_DIR=str(metrics),
+                       GUNICORN_CMD_ARGS="--log-level warning")
+            try:
+                if not env.get("REDIS_URL"):
+                    redis = EmbeddedRedis(data_dir, name="bench-redis")
+                    env["REDIS_URL"] = redis.start()
+                cli(env, "db", "upgrade")
+                yield env
+            finally:
+                if redis is not None:
+                    redis.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def wait_until_serving(port: int, server: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -65,12 +65,27 @@ def inclusive_shares(raw: str, needles: dict[str, str]) -> dict[str, float]:
     return {name: hits[name] / max(1, total) for name in needles}
 
 
+def leaf_functions(raw: str) -> list[tuple[str, float]]:
+    """Share of samples by innermost Python frame (function, file, line), largest first."""
+    counts: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            counts[re.sub(r"\(\S*site-packages/", "(", stack.split(";")[-1].replace(f"{ROOT}/", ""))] += int(count)
+    total = sum(counts.values()) or 1
+    return [(name, n / total) for name, n in counts.most_common()]
+
+
 def summary(raw: str, top: int = 12) -> str:
-    """A printable table: leaf share by package, then the inclusive share of a few layers."""
+    """A printable table: leaf share by package, the busiest leaf frames, then the inclusive share of a
+    few layers. Samples include threads blocked in C calls (a statement or commit waiting on the database,
+    a socket write), since py-spy cannot tell those from running."""
     lines = [f"  {share:6.1%}  {name}" for name, share in leaf_shares(raw)[:top]]
+    lines.append("  busiest innermost frames:")
+    lines += [f"  {share:6.1%}  {name[:110]}" for name, share in leaf_functions(raw)[:6]]
     layers = inclusive_shares(raw, {
         "SpiffWorkflow (engine work)": "/SpiffWorkflow/", "SQLAlchemy (incl. the driver's calls)": "/sqlalchemy/",
-        "marshmallow / webargs / flask-smorest (schemas)": "/marshmallow/", "token check": "/server/auth/",
+        "marshmallow / webargs / flask-smorest (schemas)": "/marshmallow/", "token check": "current_principal (",
         "prometheus metrics": "/prometheus_client/"})
     lines.append("  inclusive (stack passes through):")
     lines += [f"  {share:6.1%}  {name}" for name, share in layers.items()]

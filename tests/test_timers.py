@@ -96,6 +96,7 @@ def test_the_poller_hands_due_timers_over_in_batches_fired_one_by_one(deploy, st
     from server.jobs.queues import TIMERS, get_queue
 
     deploy("delay.bpmn")
+    batch = app.config["TIMER_BATCH"]
     app.config["TIMER_BATCH"] = 4
     try:
         with time_machine.travel(START, tick=False) as clock:
@@ -107,7 +108,7 @@ def test_the_poller_hands_due_timers_over_in_batches_fired_one_by_one(deploy, st
                 assert [len(job.args[0]) for job in jobs] == [4, 4, 2]  # oldest first, in batches
             run_worker()
     finally:
-        app.config["TIMER_BATCH"] = 10
+        app.config["TIMER_BATCH"] = batch
     assert _fired_counts(app) == dict.fromkeys(ids, 1)
 
 
@@ -134,6 +135,57 @@ def test_a_timer_waiting_in_a_long_queue_is_not_handed_over_again_until_its_job_
         run_worker()
     assert _fired_counts(app) == dict.fromkeys(ids, 1)
     assert not any(redis_conn.exists(handed_key(timer_id)) for timer_id in ids)  # each job drops its claims
+
+
+def _redis_sets(redis_conn) -> int:
+    return redis_conn.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
+
+
+def test_a_poller_does_not_claim_again_what_it_handed_over_recently(deploy, start, app, run_worker, redis_conn):
+    """Regression (bench/timers.py): with a backlog queued, every round claimed every waiting timer
+    again in Redis (the poller's CPU per fire grew with the backlog, beside workers already behind)."""
+    from server.jobs.poller import enqueue_due_timers
+    from server.processes.jobs import handed_key
+
+    deploy("delay.bpmn")
+    handed: dict[int, float] = {}
+    with time_machine.travel(START, tick=False) as clock:
+        ids = [start("delay")["timers"][0]["id"] for _ in range(5)]
+        clock.move_to(START + timedelta(minutes=11))
+        with app.app_context():
+            assert enqueue_due_timers(handed=handed) == 5
+            sets = _redis_sets(redis_conn)
+            assert enqueue_due_timers(handed=handed) == 0
+            assert _redis_sets(redis_conn) == sets  # remembered: no Redis command per waiting timer
+            handed[ids[0]] -= 2 * app.config["TIMER_REDELIVER_SECONDS"]  # one redeliver period later
+            assert enqueue_due_timers(handed=handed) == 0  # claimed again in Redis, still queued: not re-sent
+            assert _redis_sets(redis_conn) == sets + 1 and redis_conn.exists(handed_key(ids[0]))
+            db.session.remove()
+        run_worker()
+    assert _fired_counts(app) == dict.fromkeys(ids, 1)
+
+
+def test_a_timer_its_job_gave_back_is_handed_over_again_at_once(deploy, start, app, client, designer,
+                                                                run_worker):
+    from server.jobs.poller import enqueue_due_timers
+
+    deploy("delay.bpmn")
+    handed: dict[int, float] = {}
+    with time_machine.travel(START, tick=False) as clock:
+        detail = start("delay")
+        iid = detail["instance"]["id"]
+        clock.move_to(START + timedelta(minutes=11))
+        with app.app_context():
+            assert enqueue_due_timers(handed=handed) == 1
+            db.session.remove()
+        client.post(f"/api/v1/instances/{iid}/suspend", json={}, headers=designer)
+        run_worker()  # the job finds the instance suspended and gives the timer back unfired
+        client.post(f"/api/v1/instances/{iid}/resume", json={}, headers=designer)
+        with app.app_context():
+            assert enqueue_due_timers(handed=handed) == 1  # not held back by the poller's memory
+            db.session.remove()
+        run_worker()
+    assert _fired_counts(app) == {detail["timers"][0]["id"]: 1}
 
 
 def test_an_early_delivery_changes_nothing(deploy, start, app):

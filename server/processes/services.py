@@ -529,6 +529,9 @@ def fire_timer(timer_id: int) -> bool:
     record_audit("timer_fired", instance, element_id=timer.element_id,
                  data={"timer_id": timer.id, "due_at": timer.due_at.isoformat()})
     _apply_result(instance, result, fired_timer_id=timer.id)
+    from ..observability import TIMER_LATENESS  # what it loaded already: no query of its own
+
+    TIMER_LATENESS.observe(max(0.0, (now - timer.due_at).total_seconds()))
     return True
 
 
