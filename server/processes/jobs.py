@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from ..db import transaction
+from sqlalchemy.exc import OperationalError
+
+from ..db import is_concurrency_failure, transaction
 from ..errors import Conflict
 from ..jobs.context import job_context
 from ..jobs.queues import get_redis
@@ -42,6 +44,10 @@ def fire_timer_job(timer_id: int) -> str:
             outcome = "conflict"
         except services.TimerNotDue:
             outcome = "not-due"
+        except OperationalError as err:
+            if not is_concurrency_failure(err):
+                raise
+            outcome = "conflict"  # a deadlock victim: rolled back, delivered again at the next poll
         else:
             outcome = "fired" if fired else "skipped"
             if fired:
