@@ -10,11 +10,21 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, DateTime, event, insert
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+# PostgreSQL's "deadlock detected" and "could not serialize access": the unit of work lost a race.
+CONCURRENCY_FAILURES = frozenset({"40P01", "40001"})
+
+
+def is_concurrency_failure(err: BaseException) -> bool:
+    """Whether a database error means only that a concurrent transaction won (worth trying again)."""
+    return isinstance(err, OperationalError) and getattr(err.orig, "sqlstate", None) in CONCURRENCY_FAILURES
 
 
 def utcnow() -> datetime:

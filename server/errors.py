@@ -173,6 +173,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unknown(err: Exception):
+        from .db import is_concurrency_failure
+
+        if is_concurrency_failure(err):  # a deadlock the lock order does not cover (several instances at once)
+            log.warning("concurrency failure on %s %s: %s", request.method, request.path, err.orig)
+            return problem(409, "Conflict", "Someone changed this at the same moment; please try again.")
         if current_app.testing and not current_app.config.get("HIDE_INTERNAL_ERRORS"):
             raise err
         log.exception("unhandled error on %s %s", request.method, request.path)

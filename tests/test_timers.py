@@ -10,10 +10,12 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import redis
 import time_machine
 from sqlalchemy import func, select
 
 from server.extensions import db
+from server.jobs.redis_server import EmbeddedRedis
 from server.processes.models import AuditEvent, HumanTask, ProcessInstance, Timer
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -327,3 +329,40 @@ def test_several_pollers_at_once_hand_each_due_timer_to_rq_once(deploy, start, a
     with app.app_context():
         queued = [timer_id for job in get_queue(TIMERS).get_jobs() for timer_id in job.args[0]]
     assert sum(counts) == 100 and sorted(queued) == sorted(set(queued)) and len(queued) == 100
+
+
+
+def slow_job(seconds: float) -> str:
+    """A job that takes a while, so Redis can go away while a worker runs it."""
+    time.sleep(seconds)
+    return "done"
+
+
+def test_a_worker_outlives_a_redis_restart_in_the_middle_of_a_job(app, tmp_path):
+    # Found by bench/fault_injection.py: RQ's loop quits when it cannot record a job's end, so a Redis
+    # restart ended every busy worker process and timers stopped firing until someone restarted them.
+    from rq import Queue
+
+    server = EmbeddedRedis(tmp_path, name="restarting")
+    url = server.start()
+    env = {**_worker_env(app), "REDIS_URL": url}
+    worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        job = Queue("default", connection=redis.Redis.from_url(url)).enqueue(slow_job, 1)
+        deadline = time.monotonic() + 60
+        while job.get_status() != "started" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        redis.Redis.from_url(url).flushall()
+        server.stop()  # the job ends while Redis is away
+        time.sleep(6)
+        server.start()
+        after = Queue("default", connection=redis.Redis.from_url(url)).enqueue(slow_job, 0)
+        deadline = time.monotonic() + 60
+        while after.get_status() != "finished" and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.1)
+        assert worker.poll() is None and after.get_status() == "finished"
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        server.stop()

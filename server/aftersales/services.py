@@ -83,6 +83,22 @@ def work_order_for(request_id: int, user: User) -> tuple[ServiceRequest, Enginee
     return req, engineer
 
 
+def _lock_process_of(request_id: int) -> None:
+    """Before an action changes a request and then advances its process: lock the process instance first
+    (the lock order every writer follows, so a timer firing on the same request meanwhile cannot deadlock
+    with it), then re-read the request as it is now."""
+    req = db.session.get(ServiceRequest, request_id)
+    if req is not None and req.instance_id is not None:
+        processes.lock_instance(req.instance_id)
+        db.session.refresh(req)
+
+
+def _work_order_to_change(request_id: int, user: User) -> tuple[ServiceRequest, Engineer]:
+    # work_order_for, with the request's process locked for this transaction (for actions)
+    _lock_process_of(request_id)
+    return work_order_for(request_id, user)
+
+
 def _log(req: ServiceRequest, status: str, *, engineer_id: int | None = None, actor: User | None = None,
          lat: float | None = None, lon: float | None = None, note: str | None = None) -> None:
     db.session.add(WorkOrderEvent(request_id=req.id, status=status, engineer_id=engineer_id,
@@ -320,7 +336,7 @@ def _complete(req: ServiceRequest, element_id: str, action: str, data: dict, act
 def respond_to_offer(request_id: int, user: User, accept: bool, reason: str | None = None, *,
                      client: str | None = None) -> ServiceRequest:
     """The engineer accepts or declines the offer (a decline re-dispatches to the next candidate)."""
-    req, _ = work_order_for(request_id, user)
+    req, _ = _work_order_to_change(request_id, user)
     if not accept and not (reason or "").strip():
         raise ValidationFailed("say why you decline", errors=[{"field": "reason", "message": "required"}])
     _complete(req, "accept_offer", "accept" if accept else "decline",
@@ -331,7 +347,7 @@ def respond_to_offer(request_id: int, user: User, accept: bool, reason: str | No
 def update_status(request_id: int, user: User, status: str, lat: float | None = None, lon: float | None = None,
                   *, client: str | None = None) -> ServiceRequest:
     """En route (a note on the way) or on site (ends the travel step of the BPMN)."""
-    req, engineer = work_order_for(request_id, user)
+    req, engineer = _work_order_to_change(request_id, user)
     if lat is not None and lon is not None:
         _set_position(engineer, lat, lon)
     if status == "en_route":
@@ -352,7 +368,7 @@ def update_status(request_id: int, user: User, status: str, lat: float | None = 
 def report_work_done(request_id: int, user: User, fixed: bool, notes: str, labour_minutes: int, *,
                      client: str | None = None) -> ServiceRequest:
     """The repair report: notes and labour; not fixed means another visit."""
-    req, engineer = work_order_for(request_id, user)
+    req, engineer = _work_order_to_change(request_id, user)
     _open_task(req, "repair", "report work done")
     req.work_notes = "\n".join(filter(None, [req.work_notes, notes]))
     req.labour_minutes = (req.labour_minutes or 0) + labour_minutes
@@ -364,7 +380,7 @@ def report_work_done(request_id: int, user: User, fixed: bool, notes: str, labou
 def record_payment(request_id: int, user: User, method: str, amount, reference: str | None = None, *,
                    client: str | None = None) -> Payment:
     """Take the payment the job costs (once per work order) and move the BPMN on."""
-    req, engineer = work_order_for(request_id, user)
+    req, engineer = _work_order_to_change(request_id, user)
     _open_task(req, "take_payment", "take payment")
     errors = []
     if method not in PAYMENT_METHODS:
@@ -390,7 +406,7 @@ def record_payment(request_id: int, user: User, method: str, amount, reference: 
 
 def complete_job(request_id: int, user: User, summary: str = "", *, client: str | None = None) -> dict:
     """Finish the job: the BPMN closes it and the job sheet with its rating QR is returned."""
-    req, _ = work_order_for(request_id, user)
+    req, _ = _work_order_to_change(request_id, user)
     _complete(req, "complete_job", "complete the job", {"summary": summary}, user, client)
     return job_sheet(req)
 
@@ -471,6 +487,7 @@ def rate_job(token: str, stars: int, comment: str | None = None, *, client: str 
 # -- dispatcher ---------------------------------------------------------------------
 def override_dispatch(request_id: int, engineer_id: int, actor: User, *, client: str | None = None) -> ServiceRequest:
     """The dispatcher sends the job to a named engineer, whatever automatic dispatch would pick."""
+    _lock_process_of(request_id)
     req = get_request(request_id)
     engineer = db.session.get(Engineer, engineer_id)
     if engineer is None:

@@ -4,11 +4,17 @@ cache and DB pool alive. Each job gets its own app context and session."""
 
 from __future__ import annotations
 
+import logging
+import time
+
+import redis
 from flask import Flask
 from rq import Queue, SimpleWorker, worker_registration
 
 from .context import set_worker_app
 from .queues import ALL_QUEUES, get_redis
+
+log = logging.getLogger(__name__)
 
 # /api/v1/health counts a worker alive while its last heartbeat is younger than this.
 HEARTBEAT_FRESH_SECONDS = 120
@@ -41,11 +47,38 @@ class FlowdeskWorker(SimpleWorker):
                 pipe.execute()
 
 
+def _wait_for_redis(conn: redis.Redis) -> None:
+    while True:
+        try:
+            conn.ping()
+            return
+        except redis.RedisError:
+            time.sleep(1)
+
+
 def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool = False,
                with_scheduler: bool = True, name: str | None = None) -> None:
-    """Work the queues until stopped (or until empty with ``burst``), with RQ's scheduler."""
+    """Work the queues until stopped (or until empty with ``burst``), with RQ's scheduler.
+
+    RQ's loop gives up when Redis goes away in the middle of a job (it cannot record the job's end) and
+    its teardown fails as well: a Redis restart used to end every busy worker process. So until a stop
+    is asked for (SIGTERM/SIGINT), wait for Redis and start a fresh worker; the job in hand was rolled
+    back or committed whole, and a timer it carried is handed over again by the poller."""
     set_worker_app(app)
     with app.app_context():
         conn = get_redis()
-    worker = FlowdeskWorker([Queue(q, connection=conn) for q in queues], connection=conn, name=name)
-    worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    for attempt in range(1_000_000):
+        worker = FlowdeskWorker([Queue(q, connection=conn) for q in queues], connection=conn,
+                                name=f"{name}-{attempt}" if name and attempt else name)
+        try:
+            worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+        except redis.RedisError as err:  # from RQ's teardown, which could not unregister or unsubscribe
+            log.warning("worker %s lost Redis (%s)", worker.name, err)
+            if worker.pubsub_thread is not None:
+                worker.pubsub_thread.stop()  # its listener for RQ's commands (closes its connection on exit)
+        if burst or worker._stop_requested:  # RQ sets it on SIGTERM/SIGINT (warm shutdown)
+            return
+        log.warning("worker %s stopped without being asked to; starting a fresh one once Redis answers",
+                    worker.name)
+        time.sleep(1)
+        _wait_for_redis(conn)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from ..db import transaction
+from sqlalchemy.exc import OperationalError
+
+from ..db import is_concurrency_failure, transaction
 from ..errors import Conflict
 from ..jobs.context import job_context
 from ..jobs.queues import get_redis
@@ -55,6 +57,10 @@ def _fire_one(timer_id: int) -> str:
         outcome = "conflict"
     except services.TimerNotDue:
         outcome = "not-due"
+    except OperationalError as err:
+        if not is_concurrency_failure(err):
+            raise
+        outcome = "conflict"  # a deadlock victim: rolled back, handed over again at the next poll
     else:
         outcome = "fired" if fired else "skipped"
     with get_redis().pipeline(transaction=False) as pipe:

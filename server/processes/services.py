@@ -286,7 +286,17 @@ def _require_version(instance: ProcessInstance, expected_version: int | None) ->
                        "reload and try again", current_version=instance.version)
 
 
-def _load_instance(instance_id: int):
+def lock_instance(instance_id: int) -> None:
+    """Take the instance's row lock for this transaction before writing anything of it or its domain rows
+    (see ``store.lock_instance``); domain services call this before changing their own rows and then
+    advancing the process."""
+    if store.lock_instance(instance_id) is None:
+        raise NotFound(f"instance {instance_id} does not exist")
+
+
+def _load_instance(instance_id: int, *, lock: bool = False):
+    if lock:
+        lock_instance(instance_id)
     instance = store.load_instance(instance_id)
     if instance is None:
         raise NotFound(f"instance {instance_id} does not exist")
@@ -480,6 +490,8 @@ def complete_task(task_id: int, data: dict, actor: User, *, expected_version: in
                   client: str | None = None) -> dict:
     """Validate the form data, complete the task and advance the engine (409 when stale)."""
     loaded = store.load_task_with_instance(task_id)
+    if loaded is not None and store.lock_instance(loaded[1].id) != loaded[1].version:
+        loaded = store.load_task_with_instance(task_id)  # it moved on before we held the lock: read it again
     if loaded is None:
         raise NotFound(f"task {task_id} does not exist")
     task, instance = loaded
@@ -520,7 +532,7 @@ def fire_timer(timer_id: int) -> bool:
     now = utcnow()
     if timer.due_at > now:
         return False
-    instance = _load_instance(timer.instance_id)
+    instance = _load_instance(timer.instance_id, lock=True)  # the instance row first, then the timer row
     if instance.status != "running" or not store.claim_timer(timer_id, now):
         return False
     result = get_engine().fire_timers(_ref(instance), instance.state)
@@ -559,7 +571,7 @@ def deliver_message(name: str, correlation_key: str | None, payload: dict | None
                        + (f" with key '{correlation_key}'" if correlation_key is not None else ""))
     delivered = []
     for instance_id in instance_ids:
-        instance = _load_instance(instance_id)
+        instance = _load_instance(instance_id, lock=True)
         if instance.status != "running":
             continue
         try:
@@ -607,6 +619,7 @@ def resume_instance(instance_id: int, actor: User, *, expected_version: int | No
 def terminate_instance(instance_id: int, actor: User, *, expected_version: int | None = None,
                        reason: str | None = None, client: str | None = None) -> ProcessInstance:
     """Stop an instance for good: cancel its tasks, timers and message waits."""
+    lock_instance(instance_id)
     instance = get_instance(instance_id, with_state=True)
     _require_version(instance, expected_version)
     if instance.status in ("completed", "terminated"):
@@ -633,7 +646,7 @@ def retry_instance(instance_id: int, actor: User, *, data: dict | None = None, t
                    expected_version: int | None = None, client: str | None = None) -> dict:
     """Re-run the failed step of an instance in error, with corrected data and/or moved to the latest
     deployed version of its process (when every element it has reached still exists there)."""
-    instance = _load_instance(instance_id)
+    instance = _load_instance(instance_id, lock=True)
     _require_version(instance, expected_version)
     if instance.status != "error":
         raise Conflict(f"instance {instance_id} is {instance.status}, not in error")

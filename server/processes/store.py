@@ -59,6 +59,10 @@ _CLAIM_TIMER = (update(_timers).where(_timers.c.id == bindparam("tid"), _timers.
                                       _timers.c.cancelled_at.is_(None))
                 .values(fired_at=bindparam("at"), attempts=_timers.c.attempts + 1))
 _LOAD_TIMER = select(_timers).where(_timers.c.id == bindparam("tid"))
+# FOR NO KEY UPDATE: what an UPDATE of the row takes anyway; it lets inserts that point at the
+# instance (audit rows, tasks, timers: KEY SHARE) through.
+_LOCK_INSTANCE = select(_instances.c.version).where(_instances.c.id == bindparam("iid")).with_for_update(
+    key_share=True)
 _SUBSCRIPTIONS = select(_subs).where(_subs.c.instance_id == bindparam("iid"))
 _INSERT_SUB = insert(_subs).returning(_subs.c.id)
 _INBOX = (select(*_tasks.c, _instances.c.version.label("instance__version"),
@@ -129,6 +133,16 @@ def load_task_with_instance(task_id: int) -> tuple[SimpleNamespace, SimpleNamesp
 def insert_instance(values: dict) -> int:
     """Insert a new instance row; returns its id."""
     return _conn().execute(_INSERT_INSTANCE, values).scalar_one()
+
+
+def lock_instance(instance_id: int) -> int | None:
+    """Lock an instance row until the transaction ends and return its version (None: no such instance).
+
+    The lock order of every write that advances an instance: this row first, then its tasks, timers and
+    the domain rows its services touch. Without it a timer job (timer row, then instance) and a task
+    completion (instance, then that timer row to cancel it) deadlocked on PostgreSQL. SQLite serialises
+    writers anyway (and ignores FOR UPDATE)."""
+    return _conn().execute(_LOCK_INSTANCE, {"iid": instance_id}).scalar()
 
 
 def update_instance(instance_id: int, seen_version: int, values: dict) -> bool:
