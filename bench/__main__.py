@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from server.cli import WEB_THREADS
-from server.config import web_workers
+from server.config import web_threads, web_workers
 
 from . import api_load, dispatch, engine_cycles, timers
 from .harness import RESULTS
@@ -25,7 +24,7 @@ def main() -> None:
     parser.add_argument("--only", default="engine,api,timers,dispatch",
                         help="comma list of benchmarks: engine,api,timers,dispatch")
     parser.add_argument("--api-clients", default="8,32,64", help="concurrent clients for the API load benchmark")
-    parser.add_argument("--api-threads", type=int, default=WEB_THREADS,
+    parser.add_argument("--api-threads", type=int, default=web_threads(),
                         help="gthread threads per worker for the API load (default: as the run command)")
     parser.add_argument("--profile", action="store_true",
                         help="api: afterwards sample the server with py-spy during task completion at 32 clients")

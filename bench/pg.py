@@ -23,7 +23,7 @@ def _port_taken(port: int) -> bool:
 class ThrowawayPostgres:
     """initdb + pg_ctl start on loopback; ``stop()`` removes everything."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, settings: tuple[str, ...] = ()):
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
         if not bins:
             raise RuntimeError("PostgreSQL is not installed (/usr/lib/postgresql/*/bin)")
@@ -33,6 +33,7 @@ class ThrowawayPostgres:
             raise RuntimeError(f"no free PostgreSQL port (tried {port or f'{PORT}-{FALLBACK_PORTS[-1]}'})")
         self.port = free[0]
         self.dir = tempfile.mkdtemp(prefix="flowdesk-bench-pg-")
+        self.settings = settings  # extra "-c name=value" server settings
 
     def _as_pg(self, *args: str) -> None:
         cmd = list(args)
@@ -45,9 +46,11 @@ class ThrowawayPostgres:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
         self._as_pg(f"{self.bin}/initdb", "-D", self.dir, "-U", "flowdesk", "--auth=trust", "-E", "UTF8")
+        options = [f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                   *(f"-c {s}" for s in self.settings)]
         try:
             self._as_pg(f"{self.bin}/pg_ctl", "-D", self.dir, "-l", f"{self.dir}/log", "-w", "-t", "180", "-o",
-                        f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200", "start")
+                        " ".join(options), "start")
         except subprocess.CalledProcessError:
             log = Path(self.dir, "log")
             tail = log.read_text()[-1500:] if log.exists() else "no log"

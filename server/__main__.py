@@ -26,6 +26,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 USAGE = """usage: python3 -m server run [--port N]     set up and run the whole product
        python3 -m server test [pytest args] set up and run the test suite
        python3 -m server bench              run the benchmarks
+       python3 -m server fault-injection    a multi-machine run with a killed worker and a Redis restart
        python3 -m server cli ...            any other command (see python -m server.cli --help)"""
 
 
@@ -79,7 +80,7 @@ def ensure_browser() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch run / test / bench / cli inside the venv."""
+    """Dispatch run / test / bench / fault-injection / cli inside the venv."""
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
@@ -96,6 +97,8 @@ def main(argv: list[str]) -> int:
         args = [str(PYTHON), "-m", "pytest", *rest]
     elif command == "bench":
         args = [str(PYTHON), "-m", "bench", *rest]
+    elif command == "fault-injection":
+        args = [str(PYTHON), "-m", "bench.fault_injection", *rest]
     elif command == "cli":
         args = [str(PYTHON), "-m", "server.cli", *rest]
     else:

@@ -28,7 +28,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 
-from .config import web_workers
+from .config import web_threads, web_workers
 from .db import transaction
 
 
@@ -132,14 +132,12 @@ def _wait_until_serving(host: str, port: int, web: subprocess.Popen, timeout: fl
             time.sleep(0.2)
 
 
-WEB_THREADS = 2  # gthread threads per gunicorn worker process
-
-
-def gunicorn_command(host: str, port: int, web_workers: int, threads: int = WEB_THREADS,
+def gunicorn_command(host: str, port: int, web_workers: int, threads: int | None = None,
                      python: str = sys.executable) -> list[str]:
-    """The web server's command line as ``run`` starts it (the benchmarks start the same one)."""
-    return [python, "-m", "gunicorn", "-w", str(web_workers), "-k", "gthread", "--threads", str(threads), "-b",
-            f"{host}:{port}", "--access-logfile", "-", "server.app:create_app()"]
+    """The web server's command line as ``run`` starts it (the benchmarks start the same one): the
+    settings of ``server/gunicorn_conf.py``, with the address and process count given here."""
+    return [python, "-m", "gunicorn", "-c", "python:server.gunicorn_conf", "-w", str(web_workers), "--threads",
+            str(threads or web_threads()), "-b", f"{host}:{port}", "server.app:create_app()"]
 
 
 def _child(args: list[str], env: dict) -> subprocess.Popen:

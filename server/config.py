@@ -38,6 +38,12 @@ def web_workers() -> int:
     return int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1) + 1)
 
 
+def web_threads() -> int:
+    """Threads per gunicorn process (FLOWDESK_WEB_THREADS, default 2): enough that a slow client or a
+    database round trip does not idle a whole process (measured in docs/benchmarks.md)."""
+    return int(os.environ.get("FLOWDESK_WEB_THREADS") or 2)
+
+
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 

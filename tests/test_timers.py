@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from server.extensions import db
 from server.jobs.redis_server import EmbeddedRedis
 from server.processes.models import AuditEvent, HumanTask, ProcessInstance, Timer
+from tests.conftest import TEST_BPMN
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -346,8 +348,10 @@ def test_a_worker_outlives_a_redis_restart_in_the_middle_of_a_job(app, tmp_path)
     server = EmbeddedRedis(tmp_path, name="restarting")
     url = server.start()
     env = {**_worker_env(app), "REDIS_URL": url}
-    worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     try:
         job = Queue("default", connection=redis.Redis.from_url(url)).enqueue(slow_job, 1)
         deadline = time.monotonic() + 60
@@ -361,8 +365,46 @@ def test_a_worker_outlives_a_redis_restart_in_the_middle_of_a_job(app, tmp_path)
         deadline = time.monotonic() + 60
         while after.get_status() != "finished" and time.monotonic() < deadline and worker.poll() is None:
             time.sleep(0.1)
-        assert worker.poll() is None and after.get_status() == "finished"
+        assert worker.poll() is None and after.get_status() == "finished", log_path.read_text()[-3000:]
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
         server.stop()
+
+
+def test_a_timer_already_due_when_reached_fires_at_once_with_its_row_and_audit(deploy, start, app):
+    # Found by bench/fault_injection.py: an SLA warning whose moment had passed when its step began fired
+    # inside the same engine run, so it had no timer row and no timer_fired audit entry, yet its path ran.
+    overdue = (TEST_BPMN / "delay.bpmn").read_text().replace(
+        '<bpmn:timeDuration>"PT10M"</bpmn:timeDuration>', "<bpmn:timeDate>past_moment</bpmn:timeDate>")
+    deploy(files={"delay.bpmn": overdue})
+    detail = start("delay", {"past_moment": "2020-01-01T00:00:00+00:00"})
+    assert detail["instance"]["status"] == "completed" and detail["timers"] == []
+    with app.app_context():
+        rows = db.session.execute(select(Timer).where(Timer.instance_id == detail["instance"]["id"])).scalars().all()
+        assert [(t.element_id, t.fired_at is not None, t.cancelled_at) for t in rows] == [
+            ("wait_ten_minutes", True, None)]
+        assert rows[0].due_at == datetime(2020, 1, 1, tzinfo=UTC)
+    assert _fired_counts(app) == {rows[0].id: 1}
+
+
+def test_a_subprocess_timer_due_during_another_action_fires_in_it_with_its_row_and_audit(deploy, start, client,
+                                                                                        designer, app):
+    # Found by bench/fault_injection.py: a boundary timer inside a subprocess that came due while another
+    # branch's task was completed became ready at the very end of that run without running; its row was
+    # closed as cancelled, and its path (an SLA warning, an escalation) ran later inside some other action.
+    deploy("timer_in_subprocess.bpmn")
+    with time_machine.travel(START, tick=False):
+        detail = start("timer_in_subprocess")
+    other = next(t for t in detail["tasks"] if t["element_id"] == "other")
+    with time_machine.travel(START + timedelta(seconds=6), tick=False):
+        response = client.post(f"/api/v1/tasks/{other['id']}/complete",
+                               json={"data": {}, "version": detail["instance"]["version"]}, headers=designer)
+    assert response.status_code == 200, response.get_json()
+    with app.app_context():
+        timer = db.session.get(Timer, detail["timers"][0]["id"])
+        assert (timer.element_id, timer.fired_at is not None, timer.cancelled_at) == ("late", True, None)
+        instance = db.session.get(ProcessInstance, detail["instance"]["id"])
+        assert "late" not in instance.active_element_ids  # it ran in that same action
+    assert _fired_counts(app) == {timer.id: 1}

@@ -122,6 +122,9 @@ class RunResult:
     active_element_ids: list[str] = field(default_factory=list)
     thrown_messages: list[dict] = field(default_factory=list)
     fired_timer_guids: set[str] = field(default_factory=set)
+    # Timers that started waiting and fired within this same run (already due when reached): they never
+    # had a row, yet their path ran, so the caller records them as fired.
+    instant_timers: list[TimerInfo] = field(default_factory=list)
     # What the state waited on before this run (False lets callers skip looking for stale mirror rows).
     human_guids_before: set[str] | None = None
     had_timers: bool = True
@@ -207,6 +210,7 @@ class Engine:
     def _run(self, version: VersionRef, workflow: BpmnWorkflow, action: Callable[[], None] | None,
              acting_on=None) -> RunResult:
         started = time.monotonic()
+        wall_started = time.time()  # SpiffWorkflow stamps state changes with time.time()
         steps = 0
         current = {"task": acting_on}  # the task being run, to locate errors that do not say
 
@@ -226,16 +230,26 @@ class Engine:
             if action is not None:
                 action()
             workflow.do_engine_steps(will_complete_task=guard)
+            # do_engine_steps ends by refreshing timers: one that came due right then (a boundary timer
+            # in a subprocess) is READY but not run. Run on now, or it would run inside some later,
+            # unrelated action while its timer row had been closed as cancelled.
+            while _automatic_ready(workflow):
+                steps_so_far = steps
+                workflow.do_engine_steps(will_complete_task=guard)
+                if steps == steps_so_far:
+                    break
         except (TaskNotReady, NoMessageWaiting):
             raise
         except Exception as err:  # noqa: BLE001 - any engine/script failure becomes an incident
             incident = _incident_from(err, workflow, current["task"])
-        result = self._result(version, workflow, incident, steps)
+        result = self._result(version, workflow, incident, steps, fired_since=wall_started)
         result.human_guids_before, result.had_timers, result.had_messages = before
         result.fired_timer_guids = {str(t.id) for t in timer_tasks if t.state == TaskState.COMPLETED}
+        waited_before = {str(t.id) for t in timer_tasks}
+        result.instant_timers = [t for t in result.instant_timers if t.guid not in waited_before]
         return result
 
-    def _result(self, version, workflow, incident, steps) -> RunResult:
+    def _result(self, version, workflow, incident, steps, fired_since: float | None = None) -> RunResult:
         result = RunResult(
             state=self.dump(version, workflow),
             completed=workflow.completed,
@@ -246,6 +260,9 @@ class Engine:
         active = TaskState.READY | TaskState.STARTED | TaskState.WAITING
         for task in _all_tasks(workflow):
             if not task.state & active:
+                if fired_since is not None and task.last_state_change >= fired_since \
+                        and task.state == TaskState.COMPLETED:
+                    result.instant_timers.extend(_timer_infos(task))
                 continue
             spec = task.task_spec
             result.active_element_ids.append(spec.bpmn_id or spec.name)
@@ -406,6 +423,11 @@ def _all_tasks(workflow: BpmnWorkflow):
         yield from subprocess.tasks.values()
 
 
+def _automatic_ready(workflow: BpmnWorkflow) -> bool:
+    """Whether some task the engine runs by itself (not a human task) is ready."""
+    return any(t.state == TaskState.READY and not t.task_spec.manual for t in _all_tasks(workflow))
+
+
 def _waits_of(workflow: BpmnWorkflow) -> tuple[set[str], bool, bool]:
     """A workflow's ready human tasks, and whether it waits for timers and for messages."""
     humans = {str(t.id) for t in _all_tasks(workflow) if t.state == TaskState.READY and t.task_spec.manual}
@@ -442,15 +464,24 @@ def _parse_due(value) -> datetime | None:
     return due.astimezone(UTC)
 
 
-def _collect_wait(task, result: RunResult) -> None:
+def _timer_infos(task) -> list[TimerInfo]:
+    """The timers a (waiting or just fired) task's event definitions carry, with their due moments."""
     element_id = task.task_spec.bpmn_id or task.task_spec.name
+    infos = []
     for definition in _definitions(task):
         if _is_timer(definition):
             details = definition.details(task)
             due = _parse_due(details.value)
             if due is not None:
-                result.timers.append(TimerInfo(str(task.id), element_id, details.event_type, due))
-        elif isinstance(definition, MessageEventDefinition):
+                infos.append(TimerInfo(str(task.id), element_id, details.event_type, due))
+    return infos
+
+
+def _collect_wait(task, result: RunResult) -> None:
+    result.timers.extend(_timer_infos(task))
+    element_id = task.task_spec.bpmn_id or task.task_spec.name
+    for definition in _definitions(task):
+        if isinstance(definition, MessageEventDefinition):
             result.messages.append(MessageWaitInfo(str(task.id), element_id, definition.name))
 
 

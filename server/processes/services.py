@@ -401,6 +401,12 @@ def _sync_timers(instance, result: RunResult, now, actor, client, fired_timer_id
         row = {"instance_id": instance.id, "task_guid": info.guid, "element_id": info.element_id, "kind": info.kind,
                "due_at": info.due_at, "created_at": now, "fired_at": None, "cancelled_at": None, "attempts": 0}
         current.append(SimpleNamespace(id=store.insert_row("timers", row), **row))
+    for info in result.instant_timers:  # already due when reached: fired in this run, a row for the record
+        row = {"instance_id": instance.id, "task_guid": info.guid, "element_id": info.element_id, "kind": info.kind,
+               "due_at": info.due_at, "created_at": now, "fired_at": now, "cancelled_at": None, "attempts": 1}
+        timer_id = store.insert_row("timers", row)
+        record_audit("timer_fired", instance, actor=actor, client=client, element_id=info.element_id,
+                     data={"timer_id": timer_id, "due_at": info.due_at.isoformat()})
     return current
 
 
