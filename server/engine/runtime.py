@@ -210,7 +210,6 @@ class Engine:
     def _run(self, version: VersionRef, workflow: BpmnWorkflow, action: Callable[[], None] | None,
              acting_on=None) -> RunResult:
         started = time.monotonic()
-        wall_started = time.time()  # SpiffWorkflow stamps state changes with time.time()
         steps = 0
         current = {"task": acting_on}  # the task being run, to locate errors that do not say
 
@@ -225,6 +224,10 @@ class Engine:
 
         before = _waits_of(workflow)
         timer_tasks = [t for t in workflow.event_manager.tasks.values() if any(map(_is_timer, _definitions(t)))]
+        # Timer tasks that waited or had fired before this run: any other one that completes in it was
+        # already due when it was reached.
+        known_timers = {t.id for t in timer_tasks} | {t.id for t in _all_tasks(workflow)
+                                                      if t.state == TaskState.COMPLETED and _timer_infos(t)}
         incident = None
         try:
             if action is not None:
@@ -242,14 +245,12 @@ class Engine:
             raise
         except Exception as err:  # noqa: BLE001 - any engine/script failure becomes an incident
             incident = _incident_from(err, workflow, current["task"])
-        result = self._result(version, workflow, incident, steps, fired_since=wall_started)
+        result = self._result(version, workflow, incident, steps, known_timers=known_timers)
         result.human_guids_before, result.had_timers, result.had_messages = before
         result.fired_timer_guids = {str(t.id) for t in timer_tasks if t.state == TaskState.COMPLETED}
-        waited_before = {str(t.id) for t in timer_tasks}
-        result.instant_timers = [t for t in result.instant_timers if t.guid not in waited_before]
         return result
 
-    def _result(self, version, workflow, incident, steps, fired_since: float | None = None) -> RunResult:
+    def _result(self, version, workflow, incident, steps, known_timers: set | None = None) -> RunResult:
         result = RunResult(
             state=self.dump(version, workflow),
             completed=workflow.completed,
@@ -260,8 +261,7 @@ class Engine:
         active = TaskState.READY | TaskState.STARTED | TaskState.WAITING
         for task in _all_tasks(workflow):
             if not task.state & active:
-                if fired_since is not None and task.last_state_change >= fired_since \
-                        and task.state == TaskState.COMPLETED:
+                if known_timers is not None and task.state == TaskState.COMPLETED and task.id not in known_timers:
                     result.instant_timers.extend(_timer_infos(task))
                 continue
             spec = task.task_spec
