@@ -119,6 +119,44 @@ def test_behind_tls_the_session_cookie_is_secure_and_browsers_are_told_to_keep_t
         app.config["SESSION_COOKIE_SECURE"] = False
 
 
+def test_the_production_server_names_no_version(app, redis_url, tmp_path):
+    """gunicorn (what ``run`` serves with) answers with the same headers, and a bare Server name."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": redis_url,
+           "SECRET_KEY": "test-secret", "FLOWDESK_DATA_DIR": str(tmp_path)}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
+                               "--control-socket", str(tmp_path / "gunicorn.ctl"), "server.app:create_app()"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, answers = time.monotonic() + 60, {}
+        while time.monotonic() < deadline and len(answers) < 2:
+            for path in ("/login", "/api/v1/nothing-here"):
+                try:
+                    answers[path] = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).headers
+                except urllib.error.HTTPError as err:
+                    answers[path] = err.headers
+                except OSError:
+                    time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert set(answers) == {"/login", "/api/v1/nothing-here"}, "gunicorn did not answer"
+    for headers in answers.values():
+        assert headers["Server"] == "gunicorn" and "X-Powered-By" not in headers
+        assert headers["X-Content-Type-Options"] == "nosniff" and "frame-ancestors 'none'" in headers[
+            "Content-Security-Policy"]
+
+
 def test_token_answers_are_never_cached(client, make_user):
     make_user("engineer", username="cache")
     answer = client.post("/api/mobile/v1/auth/token", json={"username": "cache", "password": "password-123"})
