@@ -17,6 +17,9 @@ from .extensions import db, login_manager, migrate
 from .observability import configure_logging, init_request_tracking, register_metrics_route
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+# Everything from our own origin; no plugins, no framing by other sites, forms and <base> only to us.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
+                           "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
 PROBLEM_SCHEMA = {
@@ -151,6 +154,10 @@ def _enforce_access(app: Flask) -> None:
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'")
+        response.headers.setdefault("Referrer-Policy", "same-origin")  # QR links carry their token in the URL
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")  # tokens and per-user data: never cached
+        if app.config.get("SESSION_COOKIE_SECURE"):  # served over TLS: browsers must keep to it
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

@@ -58,11 +58,14 @@ def test_login_refresh_and_logout(client, make_user):
 
     renewed = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert renewed.status_code == 200
-    replay = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert replay.status_code == 401  # refresh tokens are single-use
+    headers = {"Authorization": f"Bearer {renewed.get_json()['access_token']}"}
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
 
     assert client.post("/api/v1/auth/logout", headers=headers).status_code == 204
     assert client.get("/api/v1/me", headers=headers).status_code == 401
+    # refresh tokens are single-use, and a logout ends them too (replays: test_security.py)
+    for spent in (tokens["refresh_token"], renewed.get_json()["refresh_token"]):
+        assert client.post("/api/v1/auth/refresh", json={"refresh_token": spent}).status_code == 401
 
 
 def test_a_body_that_breaks_the_request_schema_names_the_field(client, designer):

@@ -69,3 +69,52 @@ def test_admins_watch_queues_workers_and_failed_jobs_and_requeue_them(app, make_
     csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
     other.post("/login", data={"username": "desk1", "password": "password-123", "csrf_token": csrf})
     assert other.get("/admin/queues").status_code == 403
+
+
+def test_the_queue_page_shows_workers_with_state_and_job_and_only_admins_reach_it(app, make_user, redis_conn):
+    from rq import Queue, Worker
+
+    from server.jobs.queues import DEFAULT, get_queue
+
+    make_user("admin", username="root2")
+    make_user("engineer", username="field2")
+    with app.app_context():
+        job = get_queue(DEFAULT).enqueue("builtins.len", [1, 2])
+    worker = Worker([Queue(DEFAULT, connection=redis_conn)], connection=redis_conn, name="w-busy")
+    worker.register_birth()
+    worker.set_state("busy")
+    worker.prepare_execution(job)  # what a worker records as it starts the job
+
+    anonymous = app.test_client()
+    assert anonymous.get("/admin/rq").status_code == 401  # an API-style caller
+    to_login = anonymous.get("/admin/rq", headers={"Accept": "text/html"})
+    assert to_login.status_code == 302 and "/login?next=/admin/rq" in to_login.headers["Location"]
+    admin, engineer = app.test_client(), app.test_client()
+    for browser, name in ((admin, "root2"), (engineer, "field2")):
+        csrf = browser.get("/login").get_data(as_text=True).split('name="csrf_token" value="', 1)[1].split('"')[0]
+        browser.post("/login", data={"username": name, "password": "password-123", "csrf_token": csrf})
+    assert engineer.get("/admin/rq").status_code == 403
+    page = admin.get("/admin/rq")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "w-busy" in text and "busy" in text and job.id in text
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    worker.register_death()
+
+
+def test_admins_delete_a_failed_job(app, make_user, run_worker):
+    from server.jobs.queues import DEFAULT, get_queue
+
+    make_user("admin", username="root3")
+    with app.app_context():
+        failing = get_queue(DEFAULT).enqueue("builtins.int", "nope")
+    run_worker()
+    browser = app.test_client()
+    csrf = browser.get("/login").get_data(as_text=True).split('name="csrf_token" value="', 1)[1].split('"')[0]
+    browser.post("/login", data={"username": "root3", "password": "password-123", "csrf_token": csrf})
+    assert browser.post(f"/admin/queues/{DEFAULT}/failed/{failing.id}", data={"action": "delete"}).status_code == 422
+    deleted = browser.post(f"/admin/queues/{DEFAULT}/failed/{failing.id}", data={"action": "delete",
+                                                                                   "csrf_token": csrf})
+    assert deleted.status_code == 302
+    with app.app_context():
+        assert get_queue(DEFAULT).failed_job_registry.count == 0 and get_queue(DEFAULT).count == 0
+    assert failing.id not in browser.get("/admin/rq").get_data(as_text=True)

@@ -97,6 +97,7 @@ def report_view():
 
 # -- public pages (from QR codes) ---------------------------------------------------------
 def _page_error(err: AppError, template: str = "public/message.html"):
+    """A customer page for a refused request (a 429 says when to come back in ``Retry-After``)."""
     headers = {"Retry-After": str(err.extra["retry_after"])} if "retry_after" in err.extra else {}
     return render_template(template, title=err.title, message=err.detail), err.status, headers
 

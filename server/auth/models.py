@@ -41,10 +41,13 @@ class User(UserMixin, db.Model):
 
 
 class ApiToken(db.Model):
-    """A bearer token (stored hashed); access tokens are short-lived, refresh tokens rotate."""
+    """A bearer token (stored hashed); access tokens are short-lived, refresh tokens rotate.
+
+    ``family`` is one login: the first pair and every pair rotated from it share it, so logging out or
+    presenting a spent refresh token again (stolen and used by someone else) ends the whole login."""
 
     __tablename__ = "api_tokens"
-    __table_args__ = (Index("ix_api_tokens_user", "user_id"),)
+    __table_args__ = (Index("ix_api_tokens_user", "user_id"), Index("ix_api_tokens_family", "family"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -54,5 +57,6 @@ class ApiToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    family: Mapped[str | None] = mapped_column(String(32))  # NULL: issued before families existed
 
     user: Mapped[User] = relationship()

@@ -51,9 +51,14 @@ def log_in(body: dict) -> dict:
 
 
 def refresh_pair(body: dict) -> dict:
-    """A new token pair for a refresh token, which is then spent."""
+    """A new token pair for a refresh token, which is then spent. A spent one presented again ends its
+    login: that revocation is committed, then the caller gets 401."""
     with transaction():
-        return services.refresh_tokens(body["refresh_token"], client_label())
+        try:
+            return services.refresh_tokens(body["refresh_token"], client_label())
+        except services.RefreshTokenReplayed as err:
+            replayed = err  # leave the block normally, so the revocation commits
+    raise replayed
 
 
 def log_out() -> None:

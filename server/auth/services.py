@@ -67,17 +67,19 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_tokens(user: User, client: str | None = None) -> dict:
-    """Issue an access token and a refresh token (only their hashes are stored)."""
+def issue_tokens(user: User, client: str | None = None, family: str | None = None) -> dict:
+    """Issue an access token and a refresh token (only their hashes are stored), of a new login unless
+    ``family`` names the login they continue (a rotation)."""
     now = utcnow()
     access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     access_ttl = timedelta(hours=current_app.config["API_TOKEN_HOURS"])
     refresh_ttl = timedelta(days=current_app.config["REFRESH_TOKEN_DAYS"])
+    family = family or secrets.token_hex(16)
     db.session.add_all([
         ApiToken(user_id=user.id, token_hash=_digest(access), kind="access", client=client,
-                 expires_at=now + access_ttl),
+                 expires_at=now + access_ttl, family=family),
         ApiToken(user_id=user.id, token_hash=_digest(refresh), kind="refresh", client=client,
-                 expires_at=now + refresh_ttl),
+                 expires_at=now + refresh_ttl, family=family),
     ])
     db.session.flush()
     return {"access_token": access, "refresh_token": refresh, "token_type": "Bearer",
@@ -118,23 +120,43 @@ def _lookup_token(digest: str, kind: str) -> tuple[User, datetime] | None:
     return (row[0], row[1]) if row is not None else None
 
 
+class RefreshTokenReplayed(Unauthorized):
+    """A spent refresh token was presented again: its login has been revoked (commit that, then answer)."""
+
+
 def refresh_tokens(refresh_token: str, client: str | None = None) -> dict:
-    """Rotate: a refresh token is single-use and yields a new pair."""
-    user = user_for_token(refresh_token, "refresh")
-    if user is None:
-        raise Unauthorized("the refresh token is invalid, expired or already used")
-    used = db.session.execute(update(ApiToken).where(ApiToken.token_hash == _digest(refresh_token),
-                                                     ApiToken.revoked_at.is_(None))
-                              .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
-    if used.rowcount != 1:
-        raise Unauthorized("the refresh token was already used")
-    return issue_tokens(user, client)
+    """Rotate: a refresh token is single-use and yields a new pair of the same login. A spent one presented
+    again means two parties hold it (it was stolen, or leaked): the whole login is revoked and
+    :class:`RefreshTokenReplayed` raised — the caller commits before answering 401."""
+    row = db.session.scalars(select(ApiToken).where(ApiToken.token_hash == _digest(refresh_token),
+                                                    ApiToken.kind == "refresh")).first()
+    if row is None or row.expires_at <= utcnow():
+        raise Unauthorized("the refresh token is invalid or expired")
+    # Spend it with a conditional UPDATE: of two concurrent presentations exactly one wins.
+    spent = db.session.execute(update(ApiToken).where(ApiToken.id == row.id, ApiToken.revoked_at.is_(None))
+                               .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+    if spent.rowcount != 1:
+        revoke_login(row)
+        raise RefreshTokenReplayed("the refresh token was already used or its login has ended; sign in again")
+    if not row.user.active:
+        raise Unauthorized("the refresh token is invalid or expired")
+    return issue_tokens(row.user, client, family=row.family)
 
 
 def revoke_token(token: str) -> None:
-    """Log out a bearer token."""
-    _token_cache.pop(_digest(token), None)
-    db.session.execute(update(ApiToken).where(ApiToken.token_hash == _digest(token))
+    """Log out: revoke the login of this bearer token (its refresh token too), or just the token when it
+    predates logins being recorded."""
+    row = db.session.scalars(select(ApiToken).where(ApiToken.token_hash == _digest(token))).first()
+    if row is not None:
+        revoke_login(row)
+
+
+def revoke_login(token: ApiToken) -> None:
+    """Revoke every token of ``token``'s login (its family), and forget them in this process's cache."""
+    same_login = ApiToken.family == token.family if token.family else ApiToken.id == token.id
+    for digest in db.session.scalars(select(ApiToken.token_hash).where(same_login)):
+        _token_cache.pop(digest, None)
+    db.session.execute(update(ApiToken).where(same_login, ApiToken.revoked_at.is_(None))
                        .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
 
 

@@ -17,7 +17,7 @@ from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 
-from .scripting import ScriptRejected, check_script
+from .scripting import ScriptRejected, ScriptSyntaxError, check_script
 
 CAMUNDA_NS = b"http://camunda.org/schema/1.0/bpmn"
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -31,7 +31,11 @@ _SCRIPT_TAGS = {
     "timeDuration": "eval",
     "timeDate": "eval",
     "timeCycle": "eval",
+    "loopCardinality": "eval",
+    "completionCondition": "eval",
 }
+# DMN cells whose ``<text>`` the engine evaluates as Python (an input entry may be a bare test, ``> 10``).
+_DMN_EXPRESSION_PARENTS = ("inputExpression", "inputEntry", "outputEntry")
 
 
 class BpmnValidationError(Exception):
@@ -78,6 +82,11 @@ def _xml_parser() -> etree.XMLParser:
 
 def read_xml(file_name: str, content: bytes) -> etree._Element:
     """Parse XML bytes with a hardened parser; refuse any DOCTYPE (XXE, entity bombs)."""
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BpmnValidationError("the file must be UTF-8 encoded text", file_name, None,
+                                  content[: err.start].count(b"\n") + 1) from None
     if b"<!doctype" in content[:4096].lower() or b"<!entity" in content.lower():
         raise BpmnValidationError("DOCTYPE and ENTITY declarations are not allowed (XXE protection)", file_name,
                                   None, content[: content.lower().find(b"<!")].count(b"\n") + 1)
@@ -160,27 +169,52 @@ def _located(err: Exception, trees: dict[str, etree._Element], default_file: str
     return BpmnValidationError(message, found_file or file_name, element_id, line or found_line)
 
 
+def _owner_id(element: etree._Element) -> str | None:
+    """The id of the nearest element (this one or an ancestor) that has one."""
+    while element is not None and element.get("id") is None:
+        element = element.getparent()
+    return element.get("id") if element is not None else None
+
+
+def _refuse_script(file_name: str, element: etree._Element, err: ScriptRejected) -> BpmnValidationError:
+    """A located deploy error for a script the sandbox refuses (its line counted inside the file)."""
+    local = etree.QName(element).localname
+    return BpmnValidationError(f"{local} is not allowed: {err}", file_name, _owner_id(element),
+                               element.sourceline + (err.line or 1) - 1)
+
+
 def check_scripts(file_name: str, root: etree._Element) -> None:
     """Reject scripts, conditions and timer expressions that break the sandbox rules."""
     for element in root.iter():
         if not isinstance(element.tag, str):
             continue
-        local = etree.QName(element).localname
-        mode = _SCRIPT_TAGS.get(local)
+        mode = _SCRIPT_TAGS.get(etree.QName(element).localname)
         if mode is None or not (element.text or "").strip():
             continue
-        source = element.text if mode == "exec" else element.text.strip()
-        owner = element
-        while owner is not None and owner.get("id") is None:
-            owner = owner.getparent()
         try:
-            check_script(source, mode)
+            check_script(element.text if mode == "exec" else element.text.strip(), mode)
         except ScriptRejected as err:
-            offset = (err.line or 1) - 1
-            raise BpmnValidationError(
-                f"{local} is not allowed: {err}", file_name,
-                owner.get("id") if owner is not None else None, element.sourceline + offset,
-            ) from None
+            raise _refuse_script(file_name, element, err) from None
+
+
+def check_dmn_expressions(file_name: str, root: etree._Element) -> None:
+    """Reject DMN cells that break the sandbox rules. A cell that is not Python as written is tried as
+    the engine tries it (``v > 10``); one that is not Python either way is left for the engine to report."""
+    for element in root.iter():
+        if not isinstance(element.tag, str) or etree.QName(element).localname != "text":
+            continue
+        parent = element.getparent()
+        text = (element.text or "").strip().replace("?", "v")  # ``4 < ? < 6``: ``?`` is the input value
+        if not text or parent is None or etree.QName(parent).localname not in _DMN_EXPRESSION_PARENTS:
+            continue
+        for candidate in (text, f"v {text}"):
+            try:
+                check_script(candidate, "eval")
+                break
+            except ScriptSyntaxError:
+                continue
+            except ScriptRejected as err:
+                raise _refuse_script(file_name, parent, err) from None
 
 
 def _is_dmn(root: etree._Element) -> bool:
@@ -203,6 +237,7 @@ def parse_bundle(files: dict[str, bytes], max_file_bytes: int = 2_000_000):
         for name, root in trees.items():
             current = name
             if _is_dmn(root):
+                check_dmn_expressions(name, root)
                 parser.add_dmn_xml(root, filename=name)
             else:
                 check_scripts(name, root)

@@ -4,11 +4,17 @@ expressions run in, and the registry of service functions BPMN may call.
 SpiffWorkflow evaluates scripts with plain ``exec``/``eval``. We make that
 safe enough for designer-authored models by three layers:
 
-1. deploy-time AST checks (:func:`check_script`): no ``import``, no names or
-   attributes with a leading underscore (the usual sandbox escapes go through
-   ``__class__``/``__subclasses__``), no ``global``/``nonlocal``;
+1. AST checks (:func:`check_script`, at deploy and again before a text first
+   runs): no ``import``, no names or attributes with a leading underscore (the
+   usual sandbox escapes go through ``__class__``/``__subclasses__``), no
+   ``global``/``nonlocal``, no names of the builtins left out below, no frame
+   or code attributes (``gen.gi_frame.f_back.f_globals`` reaches the host's
+   modules without one underscore) and no ``str.format`` (its fields walk
+   attributes, ``"{0.__globals__}"``, where the AST cannot see them);
 2. a whitelist of builtins: no ``open``, ``__import__``, ``eval``, ``exec``,
-   ``compile``, ``getattr`` and friends;
+   ``compile``, ``getattr`` and friends; and helpers handed over as plain
+   namespaces of functions, never as modules (``json.codecs.sys`` would be the
+   whole interpreter);
 3. a wall-clock limit enforced with a trace function on the script's own
    frames, so ``while True: pass`` becomes an incident, not a hung worker.
 """
@@ -23,6 +29,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -42,9 +49,20 @@ SCRIPT_GLOBALS: dict[str, Any] = {
     "timedelta": _datetime.timedelta,
     "date": _datetime.date,
     "timezone": _datetime.timezone,
-    "math": math,
-    "json": json,
+    # Namespaces, not the modules: a module's attributes include the modules it imported.
+    "math": SimpleNamespace(**{name: getattr(math, name) for name in dir(math) if not name.startswith("_")}),
+    "json": SimpleNamespace(dumps=json.dumps, loads=json.loads),
 }
+
+# Builtins a script has no business naming: refused outright rather than left to fail as "not defined".
+FORBIDDEN_NAMES = frozenset({
+    "open", "exec", "eval", "compile", "getattr", "setattr", "delattr", "hasattr", "globals", "locals", "vars",
+    "dir", "breakpoint", "memoryview", "help", "exit", "quit", "classmethod", "staticmethod", "super",
+})
+# Attributes that lead from a value to the interpreter: frames and code of generators, coroutines and
+# tracebacks, and the formatting methods whose replacement fields read attributes.
+FORBIDDEN_ATTRIBUTE_PREFIXES = ("_", "gi_", "cr_", "ag_", "f_", "tb_", "co_")
+FORBIDDEN_ATTRIBUTES = frozenset({"format", "format_map", "mro"})
 
 SCRIPT_FILENAME = "<bpmn-script>"
 
@@ -57,6 +75,10 @@ class ScriptRejected(ValueError):
     def __init__(self, message: str, line: int | None = None):
         super().__init__(message)
         self.line = line
+
+
+class ScriptSyntaxError(ScriptRejected):
+    """A script is not Python at all (as opposed to Python the sandbox refuses)."""
 
 
 class ScriptTimeout(RuntimeError):
@@ -83,16 +105,17 @@ def check_script(source: str, mode: str = "exec") -> None:
     try:
         tree = ast.parse(source, mode=mode)
     except SyntaxError as err:
-        raise ScriptRejected(f"syntax error: {err.msg}", err.lineno) from None
+        raise ScriptSyntaxError(f"syntax error: {err.msg}", err.lineno) from None
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
         if isinstance(node, ast.Import | ast.ImportFrom):
             raise ScriptRejected("imports are not allowed in scripts", line)
         if isinstance(node, ast.Global | ast.Nonlocal):
             raise ScriptRejected("global/nonlocal are not allowed in scripts", line)
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+        if isinstance(node, ast.Attribute) and (node.attr.startswith(FORBIDDEN_ATTRIBUTE_PREFIXES)
+                                                or node.attr in FORBIDDEN_ATTRIBUTES):
             raise ScriptRejected(f"access to '{node.attr}' is not allowed in scripts", line)
-        if isinstance(node, ast.Name) and node.id.startswith("__"):
+        if isinstance(node, ast.Name) and (node.id.startswith("__") or node.id in FORBIDDEN_NAMES):
             raise ScriptRejected(f"the name '{node.id}' is not allowed in scripts", line)
 
 

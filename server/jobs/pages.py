@@ -1,6 +1,8 @@
 """RQ monitoring for admins (what rq-dashboard shows, inside our login and roles): each queue's depth,
 started / scheduled / failed counts, the workers with their state and current job, and the failed jobs
-with their error's last line — which an admin may requeue or delete."""
+with their error's last line — which an admin may requeue or delete. At ``/admin/queues``, and at
+``/admin/rq`` where rq-dashboard would live: rq-dashboard itself is not mounted, as its pages run inline
+scripts (our Content-Security-Policy allows none) and its requeue/delete/empty posts carry no CSRF token."""
 
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ def act_on_failed_job(queue_name: str, job_id: str, action: str) -> None:
         raise NotFound(f"failed job {job_id} is not in queue '{queue_name}'") from err
 
 
+@pages.route("/rq")
 @pages.route("/queues")
 @roles_required("admin")
 def queues_page():
