@@ -1,7 +1,7 @@
 """api tokens: the login (family) each token belongs to, so a logout or a replayed refresh token ends it whole
 
-Revision ID: 0004_token_family
-Revises: 0003_sales
+Revision ID: 0005_token_family
+Revises: 0004_inbox_index
 Create Date: 2026-11-25 06:10:00
 
 """
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
-revision = '0004_token_family'
-down_revision = '0003_sales'
+revision = '0005_token_family'
+down_revision = '0004_inbox_index'
 branch_labels = None
 depends_on = None
 
