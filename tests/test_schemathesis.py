@@ -57,11 +57,14 @@ def test_every_operation_conforms_to_its_description(app, who):
             logout = operation.path.endswith("/auth/logout")
             for mode, examples in PLANS[who]:
 
+                def fresh_headers(logout=logout):
+                    return _bearer(app, user_id) if logout else headers
+
                 @given(case=operation.as_strategy(generation_mode=mode))
                 @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
                           suppress_health_check=list(HealthCheck))
-                def check(case, logout=logout):
-                    case.call_and_validate(headers=_bearer(app, user_id) if logout else headers,
+                def check(case):
+                    case.call_and_validate(headers=fresh_headers(),
                                            excluded_checks=[positive_data_acceptance, negative_data_rejection])
 
                 try:
