@@ -223,11 +223,11 @@ class Engine:
                 raise RunLimitExceeded(f"the run exceeded {self.time_limit:g} seconds", task)
 
         before = _waits_of(workflow)
-        timer_tasks = [t for t in workflow.event_manager.tasks.values() if any(map(_is_timer, _definitions(t)))]
+        timer_tasks = [t for t in workflow.event_manager.tasks.values() if _is_timer_task(t)]
         # Timer tasks that waited or had fired before this run: any other one that completes in it was
         # already due when it was reached.
         known_timers = {t.id for t in timer_tasks} | {t.id for t in _all_tasks(workflow)
-                                                      if t.state == TaskState.COMPLETED and _timer_infos(t)}
+                                                      if t.state == TaskState.COMPLETED and _is_timer_task(t)}
         incident = None
         try:
             if action is not None:
@@ -245,12 +245,12 @@ class Engine:
             raise
         except Exception as err:  # noqa: BLE001 - any engine/script failure becomes an incident
             incident = _incident_from(err, workflow, current["task"])
-        result = self._result(version, workflow, incident, steps, known_timers=known_timers)
+        result = self._result(version, workflow, incident, steps, known_timers)
         result.human_guids_before, result.had_timers, result.had_messages = before
         result.fired_timer_guids = {str(t.id) for t in timer_tasks if t.state == TaskState.COMPLETED}
         return result
 
-    def _result(self, version, workflow, incident, steps, known_timers: set | None = None) -> RunResult:
+    def _result(self, version, workflow, incident, steps, known_timers: set) -> RunResult:
         result = RunResult(
             state=self.dump(version, workflow),
             completed=workflow.completed,
@@ -261,7 +261,7 @@ class Engine:
         active = TaskState.READY | TaskState.STARTED | TaskState.WAITING
         for task in _all_tasks(workflow):
             if not task.state & active:
-                if known_timers is not None and task.state == TaskState.COMPLETED and task.id not in known_timers:
+                if task.state == TaskState.COMPLETED and task.id not in known_timers and _is_timer_task(task):
                     result.instant_timers.extend(_timer_infos(task))
                 continue
             spec = task.task_spec
@@ -462,6 +462,11 @@ def _parse_due(value) -> datetime | None:
     except ValueError:
         return None
     return due.astimezone(UTC)
+
+
+def _is_timer_task(task) -> bool:
+    """Whether a task is a timer event (or an event-based wait with a timer among its events)."""
+    return any(map(_is_timer, _definitions(task)))
 
 
 def _timer_infos(task) -> list[TimerInfo]:

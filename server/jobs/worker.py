@@ -4,6 +4,7 @@ cache and DB pool alive. Each job gets its own app context and session."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -67,7 +68,7 @@ def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool 
     set_worker_app(app)
     with app.app_context():
         conn = get_redis()
-    for attempt in range(1_000_000):
+    for attempt in itertools.count():
         worker = FlowdeskWorker([Queue(q, connection=conn) for q in queues], connection=conn,
                                 name=f"{name}-{attempt}" if name and attempt else name)
         try:

@@ -15,8 +15,6 @@ from . import services
 
 log = logging.getLogger(__name__)
 
-
-
 # A hand-over's claim while its job waits in the queue, in redeliver periods: a backlog longer than one
 # period must not hand the same timers over again (each copy is more work for workers already behind).
 QUEUED_CLAIM_PERIODS = 15
@@ -73,7 +71,8 @@ def _fire_one(timer_id: int) -> str:
 
 
 def fire_timer_job(timer_id: int) -> str:
-    """Fire one timer; safe to deliver any number of times (fires at most once)."""
+    """Fire one timer; safe to deliver any number of times (fires at most once). The poller hands over
+    batches (``fire_timers_job``); this stays for jobs queued by earlier releases during an upgrade."""
     with job_context():
         arm_redelivery([timer_id])
         return _fire_one(timer_id)
