@@ -43,8 +43,21 @@ SAFE_BUILTIN_NAMES = (
 )
 SAFE_BUILTINS = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
 
-# Helpers every script may use; plain values and pure functions only.
+
+class UnsupportedElement(RuntimeError):
+    """An instance reached an element Flowdesk deployed but cannot run (see ``engine.tolerance``)."""
+
+
+def flowdesk_unsupported(message: str):
+    """Stop the running task with an incident that says why the element cannot run."""
+    raise UnsupportedElement(message)
+
+
+# Helpers every script may use; plain values and pure functions only. ``true``/``false``/``null`` serve
+# conditions written the Java way that are also Python (``approved == true``).
 SCRIPT_GLOBALS: dict[str, Any] = {
+    "true": True, "false": False, "null": None,
+    "flowdesk_unsupported": flowdesk_unsupported,
     "datetime": _datetime.datetime,
     "timedelta": _datetime.timedelta,
     "date": _datetime.date,
@@ -65,6 +78,7 @@ FORBIDDEN_ATTRIBUTE_PREFIXES = ("_", "gi_", "cr_", "ag_", "f_", "tb_", "co_")
 FORBIDDEN_ATTRIBUTES = frozenset({"format", "format_map", "mro"})
 
 SCRIPT_FILENAME = "<bpmn-script>"
+
 
 _services: dict[str, Callable[..., Any]] = {}
 

@@ -30,15 +30,17 @@ function paint(viewer, state) {
   }
 }
 
-function markErrors(viewer, errors) {
+// Mark each {element, message} on its element (ids as the designer wrote them, spaces and all) with a
+// note: errors in the failed style, deploy warnings in the warning style.
+function markErrors(viewer, errors, marker = "fd-failed", noteClass = "fd-error-note") {
   const overlays = viewer.get("overlays");
   const registry = viewer.get("elementRegistry");
   const canvas = viewer.get("canvas");
   for (const error of errors || []) {
     if (!error.element || !registry.get(error.element)) continue;
-    canvas.addMarker(error.element, "fd-failed");
+    canvas.addMarker(error.element, marker);
     const note = document.createElement("div");
-    note.className = "fd-error-note";
+    note.className = noteClass;
     note.setAttribute("role", "note");
     note.textContent = error.message;
     overlays.add(error.element, { position: { bottom: -4, left: 0 }, html: note });
@@ -46,7 +48,7 @@ function markErrors(viewer, errors) {
 }
 
 // Render every [data-bpmn] container on the page: data-bpmn names a JSON block with
-// {xml, state?, errors?, editable?}; an editable diagram writes its XML into data-bpmn-output on submit.
+// {xml, state?, errors?, warnings?, editable?}; an editable diagram writes its XML into data-bpmn-output on submit.
 async function mount(container) {
   const spec = readJson(container.dataset.bpmn);
   const Kind = spec.editable ? Modeler : NavigatedViewer;
@@ -60,6 +62,7 @@ async function mount(container) {
   viewer.get("canvas").zoom("fit-viewport");
   if (spec.state) paint(viewer, spec.state);
   if (spec.errors) markErrors(viewer, spec.errors);
+  if (spec.warnings) markErrors(viewer, spec.warnings, "fd-warning", "fd-warning-note");
   container.dataset.rendered = "true";
   const output = container.dataset.bpmnOutput && document.getElementById(container.dataset.bpmnOutput);
   if (output) {
