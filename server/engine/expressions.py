@@ -333,17 +333,48 @@ def dialect_of_expression(text: str) -> str:
 _JAVA_METHODS = frozenset({"equals", "equalsIgnoreCase", "isEmpty", "getVariable", "length", "size", "contains"})
 
 
-def _is_python(text: str) -> bool:
+def _python_tree(text: str) -> ast.Expression | None:
+    """The expression's tree if it is Python as written (and calls no Java-only method), else None."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:
-        return False
-    return not any(isinstance(node, ast.Attribute) and node.attr in _JAVA_METHODS for node in ast.walk(tree))
+        return None
+    if any(isinstance(node, ast.Attribute) and node.attr in _JAVA_METHODS for node in ast.walk(tree)):
+        return None
+    return tree
 
 
-def to_python(text: str) -> tuple[str, str]:
+class _PropertyAccess(ast.NodeTransformer):
+    """``loan.amount`` on process data (JSON objects, i.e. dicts) means ``loan["amount"]``, as in JUEL, FEEL
+    and Groovy; names of the script helpers (``math.floor``) and method calls (``name.lower()``) stay."""
+
+    def __init__(self, keep: frozenset[str]):
+        self.keep = keep
+        self.changed = False
+
+    def visit_Call(self, node: ast.Call):
+        if isinstance(node.func, ast.Attribute):  # a method: leave the callee, rewrite inside its target
+            node.func.value = self.visit(node.func.value)
+            node.args = [self.visit(a) for a in node.args]
+            node.keywords = [self.visit(k) for k in node.keywords]
+            return node
+        return self.generic_visit(node)
+
+    def visit_Attribute(self, node: ast.Attribute):
+        root = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if not isinstance(root, ast.Name | ast.Subscript) or (isinstance(root, ast.Name) and root.id in self.keep):
+            return self.generic_visit(node)
+        self.changed = True
+        return ast.copy_location(ast.Subscript(value=self.visit(node.value), slice=ast.Constant(node.attr),
+                                               ctx=node.ctx), node)
+
+
+def to_python(text: str, keep_names: frozenset[str] = frozenset()) -> tuple[str, str]:
     """Translate an expression to Python; returns ``(python, dialect)``. Plain text that is already
-    Python stays as written. Raises :class:`UntranslatableExpression` with a column."""
+    Python stays as written, but for ``data.field`` access (``keep_names``: helper names whose attributes
+    are real). Raises :class:`UntranslatableExpression` with a column."""
     dialect = dialect_of_expression(text)
     if dialect == "juel":
         match = _JUEL.match(text)
@@ -354,6 +385,9 @@ def to_python(text: str) -> tuple[str, str]:
     if dialect == "feel":
         start = text.index("=") + 1
         return _Parser(text[start:], "feel", start).parse(), dialect
-    if _is_python(text):
-        return text.strip(), dialect
+    tree = _python_tree(text)
+    if tree is not None:
+        rewriter = _PropertyAccess(keep_names)
+        tree = rewriter.visit(tree)
+        return (ast.unparse(tree) if rewriter.changed else text.strip()), dialect
     return _Parser(text, "plain", 0).parse(), "java"

@@ -26,6 +26,7 @@ from lxml import etree
 
 from .expressions import UntranslatableExpression, to_python
 from .isodates import TIMER_KINDS, check_timer_value, looks_like_iso, milliseconds_to_duration
+from .scripting import SAFE_BUILTINS, SCRIPT_GLOBALS
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 ZEEBE = "http://camunda.org/schema/zeebe/1.0"
@@ -35,6 +36,7 @@ NS = {"bpmn": BPMN, "zeebe": ZEEBE, "spiffworkflow": SPIFF}
 _ENGINE_NAMESPACES = ("http://camunda.org/schema/1.0/bpmn", "http://activiti.org/bpmn", "http://flowable.org/bpmn")
 _JAVA_IMPLEMENTATION_ATTRS = ("class", "delegateExpression", "expression", "type", "topic")
 UNSUPPORTED_FUNCTION = "flowdesk_unsupported"
+HELPER_NAMES = frozenset(SCRIPT_GLOBALS) | frozenset(SAFE_BUILTINS)
 
 _NCNAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
 # Attributes (by local name) that hold one element id.
@@ -256,7 +258,7 @@ def _unconditioned_gateway_flows(file_name: str, container, prepared: Prepared) 
 # -- expressions -------------------------------------------------------------------
 def _translated(element, text: str, what: str) -> str:
     try:
-        python, _ = to_python(text)
+        python, _ = to_python(text, HELPER_NAMES)
     except UntranslatableExpression as err:
         language = element.get("language") or ""
         hint = f" (it is marked as {language.rsplit('/', 1)[-1] or language})" if language else ""
@@ -323,15 +325,26 @@ def _timers(file_name: str, root, prepared: Prepared, make_executable: bool) -> 
 
 
 def _untimed_timer(file_name: str, event, definition, prepared: Prepared) -> None:
-    """A descriptive model's timer without a time: a start or boundary event loses its timer, an
-    intermediate one stops the instance when reached."""
+    """A descriptive model's timer without a time: a start event loses its timer, a boundary timer (which
+    could never fire) is left out with its path, an intermediate one stops the instance when reached."""
     kind = _local(event)
     if kind == "intermediateCatchEvent":
         _make_unsupported(file_name, event, prepared, f"the timer of {_label(event)} has no time")
         return
-    event.remove(definition)
-    what = "it starts like a plain start event" if kind == "startEvent" else "it never fires"
-    prepared.warn(file_name, event, f"the timer of {_label(event)} has no time: {what}")
+    prepared.warn(file_name, event, f"the timer of {_label(event)} has no time: " +
+                  ("it starts like a plain start event" if kind == "startEvent" else "it never fires"))
+    if kind != "boundaryEvent":
+        event.remove(definition)
+        return
+    container = event.getparent()
+    gone = {f.get("id") for f in container.findall(_bpmn("sequenceFlow")) if f.get("sourceRef") == event.get("id")}
+    for flow in container.findall(_bpmn("sequenceFlow")):
+        if flow.get("id") in gone:
+            container.remove(flow)
+    for ref in list(container.iter(_bpmn("incoming"), _bpmn("outgoing"))):
+        if (ref.text or "").strip() in gone:
+            ref.getparent().remove(ref)
+    container.remove(event)
 
 
 # -- elements Flowdesk cannot run ------------------------------------------------------
@@ -389,8 +402,8 @@ def _service_tasks(file_name: str, root, prepared: Prepared, services: set[str],
         if implementation is not None:
             _make_unsupported(file_name, task, prepared, f"{_label(task)} is implemented by {implementation}")
         elif _local(task) == "serviceTask" and dialect == "spiff":
-            task.tag = _bpmn("task")  # abstract: BPMN's service task without an implementation does nothing
             prepared.warn(file_name, task, f"{_label(task)} has no implementation: it passes straight through")
+            task.tag = _bpmn("task")  # abstract: BPMN's service task without an implementation does nothing
 
 
 def _script_tasks(file_name: str, root, prepared: Prepared) -> None:
@@ -403,10 +416,10 @@ def _script_tasks(file_name: str, root, prepared: Prepared) -> None:
             if any(etree.QName(a).localname == "resource" for a in task.attrib):
                 _make_unsupported(file_name, task, prepared, f"{_label(task)} runs a script from an external file")
                 continue
+            prepared.warn(file_name, task, f"{_label(task)} has no script: it passes straight through")
             task.tag = _bpmn("task")
             if script is not None:
                 task.remove(script)
-            prepared.warn(file_name, task, f"{_label(task)} has no script: it passes straight through")
 
 
 def _call_activities(file_name: str, root, prepared: Prepared) -> None:
@@ -419,25 +432,26 @@ def _call_activities(file_name: str, root, prepared: Prepared) -> None:
 def _data_stores(file_name: str, root, prepared: Prepared) -> None:
     """Data store references without a data store get one; every data store is warned about (none has an
     implementation here), and a task that reads or writes one stops with an incident."""
-    definitions = root
-    declared = {s.get("id") for s in root.iter(_bpmn("dataStore"))}
+    declared = {s.get("id"): s for s in root.iter(_bpmn("dataStore"))}
+    warned = set()
     for ref in root.iter(_bpmn("dataStoreReference")):
-        if ref.get("dataStoreRef") in declared:
-            continue
-        store_id = f"{ref.get('id')}__store"
-        store = etree.Element(_bpmn("dataStore"), id=store_id, name=ref.get("name") or ref.get("id"))
-        first_process = next(definitions.iter(_bpmn("process")), None)
-        if first_process is not None:
-            first_process.addprevious(store)
-        else:
-            definitions.append(store)
-        ref.set("dataStoreRef", store_id)
-        declared.add(store_id)
-    for store in root.iter(_bpmn("dataStore")):
+        if ref.get("dataStoreRef") not in declared:
+            store_id = f"{ref.get('id')}__store"
+            store = etree.Element(_bpmn("dataStore"), id=store_id, name=ref.get("name") or ref.get("id"))
+            first_process = next(root.iter(_bpmn("process")), None)
+            if first_process is not None:
+                first_process.addprevious(store)
+            else:
+                root.append(store)
+            ref.set("dataStoreRef", store_id)
+            declared[store_id] = store
+        store = declared[ref.get("dataStoreRef")]
         if store.get("name") is None:
             store.set("name", store.get("id"))
-        prepared.warn(file_name, store, f"data store '{store.get('name')}' has no implementation in Flowdesk: a "
-                                        "task that reads or writes it stops with an incident")
+        if store.get("id") not in warned:
+            warned.add(store.get("id"))
+            prepared.warn(file_name, ref, f"data store '{store.get('name')}' has no implementation in Flowdesk: a "
+                                          "task that reads or writes it stops with an incident")
 
 
 def _foreign_forms(file_name: str, root, prepared: Prepared) -> None:
