@@ -43,9 +43,15 @@ _TOKEN = re.compile(r"""
   | (?P<op>\.\.|&&|\|\||==|!=|<=|>=|\*\*|[-+*/%<>=!?:.,()\[\]{}])
 """, re.VERBOSE)
 
+# Helpers the translations call (defined in .scripting): null-safe property access and comparison.
+GET, COMPARE = "flowdesk_get", "flowdesk_compare"
 _JUEL_WORDS = {"eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=", "ge": ">=", "div": "/", "mod": "%"}
 _COMPARISONS = ("==", "!=", "<", ">", "<=", ">=")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+
+
+def _compare(left: str, op: str, right: str) -> str:
+    return f"{COMPARE}({left}, {op!r}, {right})"
 
 
 def _tokens(text: str) -> list[_Token]:
@@ -149,7 +155,7 @@ class _Parser:
         if self.feel and self._take("between"):
             low = self.additive()
             self._expect("and")
-            return f"({low} <= {left} <= {self.additive()})"
+            return f"({_compare(left, '>=', low)} and {_compare(left, '<=', self.additive())})"
         token = self.tok
         op = None
         if token.kind == "op" and token.text in _COMPARISONS + ("=",):
@@ -162,7 +168,7 @@ class _Parser:
         if op is None:
             return left
         self.i += 1
-        return f"({left} {op} {self.additive()})"
+        return _compare(left, op, self.additive())
 
     def membership(self, value: str) -> str:
         """FEEL ``x in [1..10]``, ``x in (1..10]``, ``x in ]1..10[``, ``x in ["a", "b"]``, ``x in ("a", "b")``."""
@@ -177,7 +183,7 @@ class _Parser:
                 self._fail("a range ends with ']' or ')'")
             low = ">=" if opening.text == "[" else ">"
             high = "<=" if closing.text == "]" else "<"
-            return f"(({value} {low} {first}) and ({value} {high} {last}))"
+            return f"({_compare(value, low, first)} and {_compare(value, high, last)})"
         items = [first]
         while self._take(","):
             items.append(self.additive())
@@ -220,11 +226,11 @@ class _Parser:
                 if name.kind != "name":
                     self._fail("expected a property name after '.'")
                 self.i += 1
-                result = self.method(result, name) if self._is("(") else f"{result}[{name.text!r}]"
+                result = self.method(result, name) if self._is("(") else f"{GET}({result}, {name.text!r})"
             elif self._take("["):
                 index = self.expression()
                 self._expect("]")
-                result = f"{result}[{index}]"
+                result = f"{GET}({result}, {index})"
             elif self._is("(") and start.kind == "name" and result == start.text:
                 self.i += 1
                 args = self.arguments()
@@ -250,7 +256,7 @@ class _Parser:
             if isinstance(literal, str) and literal.isidentifier():
                 return literal
         if name.text == "equals" and len(args) == 1:
-            return f"({target} == {args[0]})"
+            return _compare(target, "==", args[0])
         if name.text == "equalsIgnoreCase" and len(args) == 1:
             return f"(str({target}).lower() == str({args[0]}).lower())"
         if name.text in ("isEmpty", "length", "size") and not args:
@@ -367,8 +373,21 @@ class _PropertyAccess(ast.NodeTransformer):
         if not isinstance(root, ast.Name | ast.Subscript) or (isinstance(root, ast.Name) and root.id in self.keep):
             return self.generic_visit(node)
         self.changed = True
-        return ast.copy_location(ast.Subscript(value=self.visit(node.value), slice=ast.Constant(node.attr),
-                                               ctx=node.ctx), node)
+        call = ast.Call(func=ast.Name(GET, ast.Load()), args=[self.visit(node.value), ast.Constant(node.attr)],
+                        keywords=[])
+        return ast.copy_location(call, node)
+
+    def visit_Compare(self, node: ast.Compare):
+        node = self.generic_visit(node)
+        if not self.changed or len(node.ops) != 1 or type(node.ops[0]) not in _AST_COMPARISONS:
+            return node
+        call = ast.Call(func=ast.Name(COMPARE, ast.Load()),
+                        args=[node.left, ast.Constant(_AST_COMPARISONS[type(node.ops[0])]), node.comparators[0]],
+                        keywords=[])
+        return ast.copy_location(call, node)
+
+
+_AST_COMPARISONS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
 
 def to_python(text: str, keep_names: frozenset[str] = frozenset()) -> tuple[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from .isodates import describe_timer_kind
+from .scripting import TRANSLATED_EXPRESSIONS
 
 BPMN_URI = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 _ELEMENT_REPR = re.compile(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-fA-F]+>")
@@ -69,7 +70,9 @@ def runtime_sentence(err: BaseException, cause: BaseException, element_id: str |
     expression = None
     found = _EXPRESSION.search(str(err.args[0]) if err.args else "")
     if found:
-        expression = found.group(1)
+        expression = TRANSLATED_EXPRESSIONS.get(found.group(1), found.group(1))
+    if timer_expression:
+        timer_expression = TRANSLATED_EXPRESSIONS.get(timer_expression, timer_expression)
     if timer_kind and not isinstance(cause, NameError):
         written = f" {timer_expression!r}" if timer_expression else ""
         return (f"the timer of '{element_id}' could not be set: its value{written} is not "
@@ -86,6 +89,9 @@ def runtime_sentence(err: BaseException, cause: BaseException, element_id: str |
     if isinstance(cause, ZeroDivisionError):
         return f"{where} failed: division by zero"
     detail = str(cause.args[0]) if cause.args else ""
+    if detail.startswith("No conditions satisfied"):
+        return (f"no outgoing flow of '{element_id}' has a condition that holds, and it has no default flow: "
+                "mark one flow as the default")
     if cause is err:
         return plain_names(detail or "the engine stopped")
     return f"{where} failed: {plain_names(detail) or 'it raised an error'}"

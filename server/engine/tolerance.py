@@ -26,7 +26,7 @@ from lxml import etree
 
 from .expressions import UntranslatableExpression, to_python
 from .isodates import TIMER_KINDS, check_timer_value, looks_like_iso, milliseconds_to_duration
-from .scripting import SAFE_BUILTINS, SCRIPT_GLOBALS
+from .scripting import SAFE_BUILTINS, SCRIPT_GLOBALS, TRANSLATED_EXPRESSIONS
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 ZEEBE = "http://camunda.org/schema/zeebe/1.0"
@@ -94,10 +94,22 @@ def _local(element) -> str:
     return etree.QName(element).localname if isinstance(element.tag, str) else ""
 
 
+# Parts of an element that may carry ids of their own but are named by the element they belong to.
+_PARTS = frozenset({"conditionExpression", "condition", "timeDuration", "timeDate", "timeCycle", "loopCardinality",
+                    "completionCondition", "timerEventDefinition", "conditionalEventDefinition",
+                    "multiInstanceLoopCharacteristics", "script"})
+
+
 def _owner_id(element) -> str | None:
-    while element is not None and element.get("id") is None:
+    while element is not None and (element.get("id") is None or _local(element) in _PARTS):
         element = element.getparent()
     return element.get("id") if element is not None else None
+
+
+def _in_process(element, process_ids: set[str]) -> bool:
+    while element is not None and _local(element) != "process":
+        element = element.getparent()
+    return element is not None and element.get("id") in process_ids
 
 
 def _label(element) -> str:
@@ -203,8 +215,9 @@ def _always(flow) -> None:
     condition.text = "True"
 
 
-def _split_implicitly(container) -> None:
-    """An activity or event with several outgoing flows: BPMN's implicit split, made an explicit gateway."""
+def _split_implicitly(container, id_map: dict[str, str]) -> None:
+    """An activity or event with several outgoing flows: BPMN's implicit split, made an explicit gateway
+    (which errors and the diagram show as the activity itself)."""
     ids = {e.get("id") for e in container.iter() if isinstance(e.tag, str)}
     nodes = {n.get("id"): n for n in container if isinstance(n.tag, str)}
     for source, flows in _flows_by_source(container).items():
@@ -213,6 +226,7 @@ def _split_implicitly(container) -> None:
             continue
         conditional = any(_has_condition(f) for f in flows)
         gateway_id, link_id = _unique(f"{source}__split", ids), _unique(f"{source}__to_split", ids)
+        id_map[gateway_id] = id_map.get(source, source)
         gateway = etree.Element(_bpmn("inclusiveGateway" if conditional else "parallelGateway"), id=gateway_id)
         if node.get("default"):
             gateway.set("default", node.attrib.pop("default"))
@@ -259,6 +273,8 @@ def _unconditioned_gateway_flows(file_name: str, container, prepared: Prepared) 
 def _translated(element, text: str, what: str) -> str:
     try:
         python, _ = to_python(text, HELPER_NAMES)
+        if python != text.strip():
+            TRANSLATED_EXPRESSIONS.setdefault(python, text.strip())
     except UntranslatableExpression as err:
         language = element.get("language") or ""
         hint = f" (it is marked as {language.rsplit('/', 1)[-1] or language})" if language else ""
@@ -267,9 +283,11 @@ def _translated(element, text: str, what: str) -> str:
     return python
 
 
-def _translate_expressions(root) -> None:
+def _translate_expressions(root, skipped: set[str]) -> None:
     for element in root.iter():
         if _local(element) not in _EXPRESSION_TAGS or not (element.text or "").strip():
+            continue
+        if _in_process(element, skipped):
             continue
         what = "condition" if _local(element) in ("conditionExpression", "condition") else "expression"
         element.text = _translated(element, element.text, what)
@@ -312,6 +330,8 @@ def _checked(element, kind: str, value: str) -> None:
 
 def _timers(file_name: str, root, prepared: Prepared, make_executable: bool) -> None:
     for definition in list(root.iter(_bpmn("timerEventDefinition"))):
+        if _in_process(definition, set(prepared.skipped_processes)):
+            continue
         values = [c for c in definition if _local(c) in TIMER_KINDS]
         event = definition.getparent()
         if not values or not any((v.text or "").strip() for v in values):
@@ -364,6 +384,18 @@ def _make_unsupported(file_name: str, element, prepared: Prepared, reason: str) 
     prepared.warn(file_name, element, f"{message}: deployed, but an instance that reaches it stops with an incident")
 
 
+def _pass_through(element) -> None:
+    """Make a task a script task that does nothing (a plain ``task`` would wait for a person)."""
+    for child in list(element):
+        if _local(child) in ("script", "extensionElements"):
+            element.remove(child)
+    for attr in list(element.attrib):
+        if attr not in ("id", "name"):
+            del element.attrib[attr]
+    element.tag = _bpmn("scriptTask")
+    etree.SubElement(element, _bpmn("script")).text = "pass"
+
+
 def _java_implementation(element) -> str | None:
     for attr, value in element.attrib.items():
         qname = etree.QName(attr)
@@ -403,7 +435,7 @@ def _service_tasks(file_name: str, root, prepared: Prepared, services: set[str],
             _make_unsupported(file_name, task, prepared, f"{_label(task)} is implemented by {implementation}")
         elif _local(task) == "serviceTask" and dialect == "spiff":
             prepared.warn(file_name, task, f"{_label(task)} has no implementation: it passes straight through")
-            task.tag = _bpmn("task")  # abstract: BPMN's service task without an implementation does nothing
+            _pass_through(task)  # abstract: BPMN's service task without an implementation does nothing
 
 
 def _script_tasks(file_name: str, root, prepared: Prepared) -> None:
@@ -417,9 +449,7 @@ def _script_tasks(file_name: str, root, prepared: Prepared) -> None:
                 _make_unsupported(file_name, task, prepared, f"{_label(task)} runs a script from an external file")
                 continue
             prepared.warn(file_name, task, f"{_label(task)} has no script: it passes straight through")
-            task.tag = _bpmn("task")
-            if script is not None:
-                task.remove(script)
+            _pass_through(task)
 
 
 def _call_activities(file_name: str, root, prepared: Prepared) -> None:
@@ -467,16 +497,20 @@ def prepare_bpmn(file_name: str, root: etree._Element, *, make_executable: bool,
                  dialect: str) -> Prepared:
     """Make one BPMN tree runnable in place; raises :class:`ToleranceError` for what cannot be."""
     prepared = Prepared(id_map=normalise_ids(root))
-    _mark_executable(file_name, root, make_executable, prepared)
-    _apply_zeebe(root)
-    for container in _containers(root):
-        _split_implicitly(container)
-        _unconditioned_gateway_flows(file_name, container, prepared)
-    _translate_expressions(root)
-    _timers(file_name, root, prepared, make_executable)
-    _call_activities(file_name, root, prepared)
-    _service_tasks(file_name, root, prepared, services, dialect)
-    _script_tasks(file_name, root, prepared)
-    _data_stores(file_name, root, prepared)
-    _foreign_forms(file_name, root, prepared)
+    try:
+        _mark_executable(file_name, root, make_executable, prepared)
+        _apply_zeebe(root)
+        for container in _containers(root):
+            _split_implicitly(container, prepared.id_map)
+            _unconditioned_gateway_flows(file_name, container, prepared)
+        _translate_expressions(root, set(prepared.skipped_processes))
+        _timers(file_name, root, prepared, make_executable)
+        _call_activities(file_name, root, prepared)
+        _service_tasks(file_name, root, prepared, services, dialect)
+        _script_tasks(file_name, root, prepared)
+        _data_stores(file_name, root, prepared)
+        _foreign_forms(file_name, root, prepared)
+    except ToleranceError as err:
+        err.element_id = prepared.id_map.get(err.element_id, err.element_id)
+        raise
     return prepared
