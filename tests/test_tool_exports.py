@@ -198,7 +198,8 @@ def test_ids_that_are_not_xs_id_are_accepted_and_shown_as_the_designer_wrote_the
 
 def test_a_refusal_on_an_element_with_a_tolerated_id_names_the_original_id(deploy):
     text = _files("eclipse/purchase_order.bpmn")["purchase_order.bpmn"]
-    broken = text.replace("SequenceFlow_3", "Flow 3").replace("amount &gt; 1000 &amp;&amp; !urgent", "amount &gt;&gt;&gt;")
+    broken = text.replace("SequenceFlow_3", "Flow 3").replace("amount &gt; 1000 &amp;&amp; !urgent",
+                                                              "amount &gt;&gt;&gt;")
     body = deploy(files={"purchase_order.bpmn": broken}, make_executable=True, expect=422)
     assert body["element_id"] == "Flow 3" and body["line"] and "cannot be translated" in body["detail"]
 

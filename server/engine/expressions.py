@@ -339,14 +339,21 @@ def dialect_of_expression(text: str) -> str:
 _JAVA_METHODS = frozenset({"equals", "equalsIgnoreCase", "isEmpty", "getVariable", "length", "size", "contains"})
 
 
-def _python_tree(text: str) -> ast.Expression | None:
-    """The expression's tree if it is Python as written (and calls no Java-only method), else None."""
+def _python_tree(text: str, keep: frozenset[str]) -> ast.Expression | None:
+    """The expression's tree if it is Python as written (and calls no Java-only method), else None.
+    A Java static call (``Long.valueOf(…)``, ``Math.abs(…)``) is refused: it would only fail at run time."""
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:
         return None
-    if any(isinstance(node, ast.Attribute) and node.attr in _JAVA_METHODS for node in ast.walk(tree)):
-        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in _JAVA_METHODS:
+            return None
+        callee = node.func if isinstance(node, ast.Call) else None
+        if (isinstance(callee, ast.Attribute) and isinstance(callee.value, ast.Name)
+                and callee.value.id[:1].isupper() and callee.value.id not in keep):
+            raise UntranslatableExpression(f"'{node.func.value.id}.{node.func.attr}(…)' is a Java call, which "
+                                           "Flowdesk does not run", node.col_offset + 1)
     return tree
 
 
@@ -404,7 +411,7 @@ def to_python(text: str, keep_names: frozenset[str] = frozenset()) -> tuple[str,
     if dialect == "feel":
         start = text.index("=") + 1
         return _Parser(text[start:], "feel", start).parse(), dialect
-    tree = _python_tree(text)
+    tree = _python_tree(text, keep_names)
     if tree is not None:
         rewriter = _PropertyAccess(keep_names)
         tree = rewriter.visit(tree)

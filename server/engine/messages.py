@@ -27,6 +27,8 @@ _PARSER_SENTENCES = [
     (re.compile(r"^Non-default exclusive outgoing sequence flow without condition"),
      "this flow leaves an exclusive gateway without a condition and is not the default flow: give it a condition"),
     (re.compile(r"^Duplicate process ID: (.+)$"), "two processes have the id '\\1': each needs its own id"),
+    (re.compile(r"^When looking for a task spec.*\((.+)\)\s*$", re.DOTALL),
+     "this flow leads to '\\1', which is not an element of this process"),
     (re.compile(r"Unsupported Catch Event", re.DOTALL),
      "this event waits for something Flowdesk does not support (it has no message, timer, signal or error)"),
     (re.compile(r"Unsupported Throw Event", re.DOTALL),

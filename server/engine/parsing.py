@@ -241,6 +241,15 @@ def _first_process(trees: dict[str, etree._Element], file_name: str | None):
     return (found[0].get("id"), found[0].sourceline) if found else (None, None)
 
 
+_DANGLING = re.compile(r"When looking for a task spec.*\((.+)\)\s*$", re.DOTALL)
+
+
+def _flow_to(tree, target: str):
+    """The sequence flow that leads to ``target`` (an id no element has)."""
+    found = tree.xpath("//*[local-name()='sequenceFlow'][@targetRef=$t]", t=target) if tree is not None else []
+    return found[0] if found else None
+
+
 def _element_at(trees: dict[str, etree._Element], file_name: str | None, line: int | None):
     """The id of the element (or its nearest ancestor with an id) that starts on a line of a file."""
     tree = trees.get(file_name) if file_name else None
@@ -266,6 +275,11 @@ def _located(err: Exception, trees: dict[str, etree._Element], default_file: str
     raw = str(err.args[0]) if err.args else err.__class__.__name__
     from_schema = isinstance(err, ValidationException) and bool(line) and not element_id
     message = parse_error_sentence(raw, from_schema)
+    dangling = _DANGLING.search(raw)
+    if dangling:  # Spiff names the missing target, and the element the flow leaves: name the flow
+        flow = _flow_to(trees.get(file_name), dangling.group(1))
+        if flow is not None:
+            element_id, line = flow.get("id"), flow.sourceline
     found_file, found_line = _element_line(trees, file_name, element_id)
     if not element_id and line:
         element_id = _element_at(trees, file_name, line)
@@ -362,7 +376,10 @@ def _add_files(parser, texts: dict[str, str], dialect: str, make_executable: boo
         except BpmnValidationError as err:
             err.element_id = found.id_map.get(err.element_id, err.element_id)
             raise
-        parser.add_bpmn_xml(root, filename=name)
+        try:
+            parser.add_bpmn_xml(root, filename=name)
+        except Exception as err:  # noqa: BLE001 - the schema and the parser raise many types
+            raise _located(err, trees, name, {name: found.id_map}) from None
     return trees, prepared
 
 

@@ -538,7 +538,7 @@ def _waits_on_something(workflow: BpmnWorkflow, result: RunResult) -> bool:
 
 def _stall_incident(workflow: BpmnWorkflow, steps: int) -> IncidentInfo:
     """An incident for a run that stopped with nothing to wait for: on the element it stopped at."""
-    tasks = list(_all_tasks(workflow))
+    tasks = [t for t in _all_tasks(workflow) if t.task_spec.bpmn_id]  # elements of the model, not Spiff's own
     ready = [t for t in tasks if t.state == TaskState.READY and not t.task_spec.manual]
     stuck = ready or [t for t in tasks if t.state & (TaskState.WAITING | TaskState.STARTED)]
     task = max(stuck, key=lambda t: t.depth) if stuck else workflow.last_task
@@ -563,8 +563,22 @@ def _timer_of(task) -> tuple[str | None, str | None]:
     return kind, getattr(definition, "expression", None) if kind else None
 
 
+def _timer_task_in(err: BaseException):
+    """The timer task whose due moment was being computed when ``err`` was raised, if it was (the engine
+    raises bare exceptions there, without a task)."""
+    for exc in (err, err.__cause__, err.__context__):
+        tb = exc.__traceback__ if exc is not None else None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.endswith(("event_definitions/timer.py", "event_definitions\\timer.py")):
+                task = tb.tb_frame.f_locals.get("my_task")
+                if task is not None:
+                    return task
+            tb = tb.tb_next
+    return None
+
+
 def _incident_from(err: Exception, workflow: BpmnWorkflow, running=None) -> IncidentInfo:
-    task = getattr(err, "task", None)
+    task = getattr(err, "task", None) or _timer_task_in(err)
     if task is None:
         failed = workflow.get_tasks(state=TaskState.ERROR) or ([running] if running is not None else [])
         task = failed[0] if failed else None
