@@ -26,6 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_BPMN = Path(__file__).parent / "bpmn"
 
 
+def inline_model(process_id: str, body: str) -> str:
+    """A one-process BPMN file around ``body`` (the process's elements, indented as they come)."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn='
+            '"http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://x">\n'
+            f'  <bpmn:process id="{process_id}" isExecutable="true">\n{body}\n  </bpmn:process>\n</bpmn:definitions>')
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """A real Redis: REDIS_URL if given, else an embedded redis-server for the session."""

@@ -13,21 +13,16 @@ import time_machine
 
 from server.extensions import db
 from server.processes.models import ProcessVersion
-from tests.conftest import TEST_BPMN
+from tests.conftest import TEST_BPMN, inline_model
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-WAIT = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://x">
-  <bpmn:process id="waits" isExecutable="true">
-    <bpmn:startEvent id="start"/>
+WAIT = inline_model("waits", """    <bpmn:startEvent id="start"/>
     <bpmn:intermediateCatchEvent id="wait">
       <bpmn:timerEventDefinition id="wait_timer"><bpmn:KIND>VALUE</bpmn:KIND></bpmn:timerEventDefinition>
     </bpmn:intermediateCatchEvent>
     <bpmn:endEvent id="end"/>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait"/>
-    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="end"/>
-  </bpmn:process>
-</bpmn:definitions>"""
+    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="end"/>""")
 
 
 def _wait(kind: str, value: str) -> dict[str, str]:
@@ -135,10 +130,7 @@ def test_a_loop_spiffworkflow_gives_up_on_becomes_an_incident_where_it_stopped(d
     assert "loop" in incident["message"] and "Error" not in incident["message"]
 
 
-DEAD_END = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://x">
-  <bpmn:process id="dead_end" isExecutable="true">
-    <bpmn:startEvent id="start"/>
+DEAD_END = inline_model("dead_end", """    <bpmn:startEvent id="start"/>
     <bpmn:parallelGateway id="split"/>
     <bpmn:exclusiveGateway id="choose" default="skip"/>
     <bpmn:scriptTask id="work"><bpmn:script>done = 1</bpmn:script></bpmn:scriptTask>
@@ -153,9 +145,7 @@ DEAD_END = """<?xml version="1.0" encoding="UTF-8"?>
     </bpmn:sequenceFlow>
     <bpmn:sequenceFlow id="skip" sourceRef="choose" targetRef="skipped"/>
     <bpmn:sequenceFlow id="f4" sourceRef="work" targetRef="join"/>
-    <bpmn:sequenceFlow id="f5" sourceRef="join" targetRef="end"/>
-  </bpmn:process>
-</bpmn:definitions>"""
+    <bpmn:sequenceFlow id="f5" sourceRef="join" targetRef="end"/>""")
 
 
 def test_a_run_left_waiting_for_a_path_that_never_comes_is_an_incident_on_the_join(deploy, start):
@@ -167,13 +157,8 @@ def test_a_run_left_waiting_for_a_path_that_never_comes_is_an_incident_on_the_jo
 
 
 # -- refusals in a designer's words ---------------------------------------------------------
-PLAIN = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://x">
-  <bpmn:process id="plain" isExecutable="true">
-    <bpmn:startEvent id="start"/>
-    BODY
-  </bpmn:process>
-</bpmn:definitions>"""
+PLAIN = inline_model("plain", """    <bpmn:startEvent id="start"/>
+    BODY""")
 REFUSALS = {
     "a data output to nothing": ("""<bpmn:task id="write" name="Write">
       <bpmn:dataOutputAssociation id="out"><bpmn:targetRef>start</bpmn:targetRef></bpmn:dataOutputAssociation>

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import time_machine
 
+from tests.conftest import inline_model
+
 TOOLS = Path(__file__).parent / "bpmn" / "tools"
 START = datetime(2026, 12, 20, 9, 0, tzinfo=UTC)  # the Eclipse model waits until 2026-12-24
 
@@ -163,16 +165,11 @@ def test_a_job_worker_task_of_zeebe_is_an_incident_when_reached(deploy, start):
     assert incident["element_id"] == "Activity_refund" and "'refund-payment' job worker" in incident["message"]
 
 
-EMPTY_CALL = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://x">
-  <bpmn:process id="calls_nothing" isExecutable="true">
-    <bpmn:startEvent id="start"/>
+EMPTY_CALL = inline_model("calls_nothing", """    <bpmn:startEvent id="start"/>
     <bpmn:callActivity id="Call sub-process" name="Call it"/>
     <bpmn:endEvent id="end"/>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="Call sub-process"/>
-    <bpmn:sequenceFlow id="f2" sourceRef="Call sub-process" targetRef="end"/>
-  </bpmn:process>
-</bpmn:definitions>"""
+    <bpmn:sequenceFlow id="f2" sourceRef="Call sub-process" targetRef="end"/>""")
 
 
 def test_a_call_activity_with_an_empty_called_element_deploys_and_is_an_incident_when_reached(deploy, start):
@@ -205,10 +202,7 @@ def test_a_refusal_on_an_element_with_a_tolerated_id_names_the_original_id(deplo
 
 
 # -- expressions -------------------------------------------------------------------------
-GATEWAY = """<?xml version="1.0" encoding="UTF-8"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://x">
-  <bpmn:process id="choose" isExecutable="true">
-    <bpmn:startEvent id="start"/>
+GATEWAY = inline_model("choose", """    <bpmn:startEvent id="start"/>
     <bpmn:exclusiveGateway id="decide" default="no"/>
     <bpmn:endEvent id="took_yes"/>
     <bpmn:endEvent id="took_no"/>
@@ -216,9 +210,7 @@ GATEWAY = """<?xml version="1.0" encoding="UTF-8"?>
     <bpmn:sequenceFlow id="yes" sourceRef="decide" targetRef="took_yes">
       <bpmn:conditionExpression>CONDITION</bpmn:conditionExpression>
     </bpmn:sequenceFlow>
-    <bpmn:sequenceFlow id="no" sourceRef="decide" targetRef="took_no"/>
-  </bpmn:process>
-</bpmn:definitions>"""
+    <bpmn:sequenceFlow id="no" sourceRef="decide" targetRef="took_no"/>""")
 
 
 @pytest.mark.parametrize("condition, data, taken", [

@@ -282,7 +282,7 @@ def _located(err: Exception, trees: dict[str, etree._Element], default_file: str
             element_id, line = flow.get("id"), flow.sourceline
     found_file, found_line = _element_line(trees, file_name, element_id)
     if not element_id and line:
-        element_id = _element_at(trees, file_name, line)
+        element_id = _element_at(trees, file_name, line) or _first_process(trees, file_name)[0]
     if not element_id and not line:
         guess = _guess_element(trees, raw, file_name)
         if guess is not None:
