@@ -187,7 +187,7 @@ def test_ids_that_are_not_xs_id_are_accepted_and_shown_as_the_designer_wrote_the
     detail = complete(detail, {})
     assert [t["element_id"] for t in detail["tasks"]] == ["Ask 2 quotes"]
     with app.app_context():
-        from server.processes.services import element_states
+        from server.processes.instances import element_states
 
         states = element_states(detail["instance"]["id"])
     assert "Check budget" in states["completed"] and "Ask 2 quotes" in states["active"]
@@ -239,7 +239,7 @@ def test_conditions_in_each_tools_dialect_choose_the_path(deploy, start, app, co
 
 def _reached(app, detail) -> str:
     """The end event an instance reached."""
-    from server.processes.services import element_states
+    from server.processes.instances import element_states
 
     with app.app_context():
         completed = element_states(detail["instance"]["id"])["completed"]

@@ -17,8 +17,8 @@ from ..db import transaction
 from ..errors import AppError, NotFound, ValidationFailed
 from ..extensions import db
 from ..security.ratelimit import limit
-from ..web import problem_for_page
-from . import reports, services, tokens
+from ..web.layout import problem_for_page
+from . import engineers, offers, rating, reports, service_requests, sla, tokens
 from .models import PRIORITIES, Asset, Engineer
 from .schemas import ReportQuerySchema
 
@@ -38,21 +38,21 @@ def desk_page():
         form = request.form
         try:
             with transaction():
-                req, _created = services.report_fault(int(form.get("asset_id") or 0), form.get("description", ""),
-                                               source="dispatcher", priority=form.get("priority", "normal"),
-                                               reporter_name=form.get("reporter_name") or None,
-                                               reporter_phone=form.get("reporter_phone") or None,
-                                               actor=current_principal(), client=client_label())
+                req, _created = service_requests.report_fault(
+                    int(form.get("asset_id") or 0), form.get("description", ""), source="dispatcher",
+                    priority=form.get("priority", "normal"), reporter_name=form.get("reporter_name") or None,
+                    reporter_phone=form.get("reporter_phone") or None, actor=current_principal(),
+                    client=client_label())
             return redirect(url_for("aftersales_pages.desk_page", created=req.id))
         except AppError as err:
             problem, status = problem_for_page(err), err.status
             if not problem["fields"]:
                 problem["fields"] = {"asset_id": err.detail}
-    requests = services.list_requests(open_only=True, limit=200)
+    requests = service_requests.list_requests(open_only=True, limit=200)
     assets = db.session.scalars(select(Asset).order_by(Asset.id).limit(500)).all()
-    return render_template("desk/service.html", requests=requests, assets=assets, sla=services.sla_state,
+    return render_template("desk/service.html", requests=requests, assets=assets, sla=sla.sla_state,
                            problem=problem, form=form, created=request.args.get("created"),
-                           priorities=PRIORITIES, follow_ups=services.desk_follow_ups()), status
+                           priorities=PRIORITIES, follow_ups=service_requests.desk_follow_ups()), status
 
 
 @pages.route("/desk/requests/<int:request_id>", methods=["GET", "POST"])
@@ -66,23 +66,23 @@ def request_page(request_id):
             if not engineer_id:
                 raise ValidationFailed("choose an engineer", errors=[{"field": "engineer_id", "message": "required"}])
             with transaction():
-                services.override_dispatch(request_id, engineer_id, current_principal(), client=client_label())
+                offers.override_dispatch(request_id, engineer_id, current_principal(), client=client_label())
             return redirect(url_for("aftersales_pages.request_page", request_id=request_id, done="dispatched"))
         except AppError as err:
             problem, status = problem_for_page(err), err.status
-    req = services.get_request(request_id)
-    engineers = db.session.scalars(select(Engineer).order_by(Engineer.status, Engineer.name)).all()
-    return render_template("desk/request.html", req=req, sla=services.sla_state(req),
-                           events=services.events_of(req.id),
-                           engineers=engineers, problem=problem), status
+    req = service_requests.get_request(request_id)
+    engineer_rows = db.session.scalars(select(Engineer).order_by(Engineer.status, Engineer.name)).all()
+    return render_template("desk/request.html", req=req, sla=sla.sla_state(req),
+                           events=service_requests.events_of(req.id),
+                           engineers=engineer_rows, problem=problem), status
 
 
 @pages.route("/desk/engineers")
 @roles_required(*DESK)
 def engineers_page():
     """Engineers with status, open jobs and last position, and a plot of where they are."""
-    engineers = db.session.scalars(select(Engineer).order_by(Engineer.name)).all()
-    return render_template("desk/engineers.html", engineers=engineers, plot=services.position_plot(engineers))
+    rows = db.session.scalars(select(Engineer).order_by(Engineer.name)).all()
+    return render_template("desk/engineers.html", engineers=rows, plot=engineers.position_plot(rows))
 
 
 @pages.route("/desk/service/report", methods=["GET"])
@@ -123,7 +123,7 @@ def _save_photo(upload) -> str | None:
 def report_page(token):
     """The fault-report page a customer opens from the QR code on a machine."""
     try:
-        asset = services.asset_for_token(token)
+        asset = service_requests.asset_for_token(token)
     except AppError as err:
         return _page_error(err)
     if request.method == "GET":
@@ -137,7 +137,7 @@ def report_page(token):
         return render_template("public/message.html", title=_("Thank you"), message=_("Your report was received.")), 200
     try:
         with transaction():
-            req, created = services.report_fault(
+            req, created = service_requests.report_fault(
                 asset.id, form.get("description", ""), source="qr", reporter_name=form.get("name") or None,
                 reporter_phone=form.get("phone") or None, photo_path=_save_photo(request.files.get("photo")),
                 client=client_label())
@@ -155,11 +155,11 @@ def status_page(token):
     """Where the customer follows their request."""
     try:
         payload = tokens.verify(tokens.REQUEST_STATUS, token, current_app.config["RATING_QR_DAYS"])
-        req = services.get_request(int(payload.get("r", 0)))
+        req = service_requests.get_request(int(payload.get("r", 0)))
     except (AppError, ValueError) as err:
         return _page_error(err if isinstance(err, AppError) else NotFound("no such request"))
-    return render_template("public/status.html", req=req, sla=services.sla_state(req),
-                           events=services.events_of(req.id))
+    return render_template("public/status.html", req=req, sla=sla.sla_state(req),
+                           events=service_requests.events_of(req.id))
 
 
 @pages.route("/rate/<token>", methods=["GET", "POST"])
@@ -167,7 +167,7 @@ def status_page(token):
 def rate_page(token):
     """The rating page a customer opens from the QR code on the job sheet (works once)."""
     try:
-        req = services.request_for_rating_token(token)
+        req = rating.request_for_rating_token(token)
     except AppError as err:
         return _page_error(err)
     if request.method == "GET":
@@ -182,7 +182,7 @@ def rate_page(token):
         stars = 0
     try:
         with transaction():
-            services.rate_job(token, stars, request.form.get("comment"), client=client_label())
+            rating.rate_job(token, stars, request.form.get("comment"), client=client_label())
     except ValidationFailed as err:
         return render_template("public/rate.html", req=req, token=token, error=err.detail), 422
     except AppError as err:

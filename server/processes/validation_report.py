@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..engine import BpmnValidationError, Engine, VersionRef
 from ..engine.trial import trial_run
-from .services import validate_bundle
+from .deploy import validate_bundle
 
 _PROCESS_ID = re.compile(rb"<(?:\w+:)?process\b[^>]*?\bid=\"([^\"]+)\"")
 _CALLED = re.compile(rb"(?:calledElement|processId)=\"([^\"]+)\"")
