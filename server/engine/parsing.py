@@ -23,7 +23,7 @@ from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 
 from .messages import parse_error_sentence
 from .scripting import ScriptRejected, ScriptSyntaxError, check_script, registered_services
-from .tolerance import ToleranceError, prepare_bpmn
+from .tolerance import ToleranceError, normalise_ids, prepare_bpmn
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -455,6 +455,19 @@ def _id_map(prepared: dict, names) -> dict[str, str]:
         if name in prepared:
             merged.update(prepared[name].id_map)
     return merged
+
+
+def drawable_xml(text: str) -> tuple[str, dict[str, str]]:
+    """A BPMN text as a diagram library can draw it — ids that are not ``xs:ID`` normalised as the engine
+    normalises them — and the map original id → drawn id (empty when nothing changed)."""
+    try:
+        root = read_xml("diagram.bpmn", text)
+    except BpmnValidationError:
+        return text, {}
+    renamed = normalise_ids(root)
+    if not renamed:
+        return text, {}
+    return etree.tostring(root, encoding="unicode"), {original: new for new, original in renamed.items()}
 
 
 def form_key_of(task_spec) -> str | None:

@@ -11,7 +11,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..auth.access import client_label, current_principal, roles_required
 from ..db import transaction
-from ..engine import BpmnValidationError, xml_text
+from ..engine import BpmnValidationError, drawable_xml, xml_text
 from ..errors import AppError, ValidationFailed
 from ..web.layout import problem_for_page
 from . import deploy, instances
@@ -68,6 +68,26 @@ def process_list():
     return render_template("designer/processes.html", processes=deploy.list_processes(), problem=problem,
                            result=result, uploaded=uploaded, warnings=warnings, diagram_warnings=marks,
                            make_executable=make_executable), status
+
+
+@pages.app_template_filter("drawable")
+def drawable(spec: dict) -> dict:
+    """A diagram spec bpmn-js can draw: ids that are not ``xs:ID`` (which bpmn-js cannot resolve) renamed as
+    the engine renames them, and the elements that errors, warnings and states name renamed with them."""
+    xml, drawn = drawable_xml(spec["xml"])
+    if not drawn:
+        return spec
+    marks = {key: [_drawn_mark(m, drawn) for m in spec[key]] for key in ("errors", "warnings") if spec.get(key)}
+    state = {kind: [drawn.get(e, e) for e in ids] for kind, ids in (spec.get("state") or {}).items()}
+    return {**spec, "xml": xml, **marks, **({"state": state} if state else {})}
+
+
+def _drawn_mark(mark: dict, drawn: dict[str, str]) -> dict:
+    """A mark on a renamed element: drawn on the new id, its note naming the id the designer wrote."""
+    original = mark.get("element")
+    if original not in drawn:
+        return mark
+    return {**mark, "element": drawn[original], "message": f"{original}: {mark['message']}"}
 
 
 def _readable(name: str, data: bytes) -> str:
