@@ -29,6 +29,9 @@ _PARSER_SENTENCES = [
     (re.compile(r"^Duplicate process ID: (.+)$"), "two processes have the id '\\1': each needs its own id"),
     (re.compile(r"^When looking for a task spec.*\((.+)\)\s*$", re.DOTALL),
      "this flow leads to '\\1', which is not an element of this process"),
+    (re.compile(r"^Element '[^']*', attribute 'id': '([A-Za-z_][\w.\-]*)' is not a valid value of the atomic type "
+                r"'xs:ID'\.?$"), "the id '\\1' is used by more than one element: each element needs its own id"),
+    (re.compile(r"^\{[^}]+\}(\w+)$"), "the attribute '\\1' this element needs is missing"),
     (re.compile(r"Unsupported Catch Event", re.DOTALL),
      "this event waits for something Flowdesk does not support (it has no message, timer, signal or error)"),
     (re.compile(r"Unsupported Throw Event", re.DOTALL),
@@ -82,7 +85,8 @@ def runtime_sentence(err: BaseException, cause: BaseException, element_id: str |
     where = f"the expression '{expression}'" if expression else "the script"
     if isinstance(cause, NameError):
         name = getattr(cause, "name", None) or _quoted(str(cause))
-        what = f"'{name}' is not defined: no process variable of that name is set when '{element_id}' runs"
+        step = f"'{element_id}'" if element_id else "this step"
+        what = f"'{name}' is not defined: no process variable of that name is set when {step} runs"
         if timer_kind:
             return f"the timer of '{element_id}' could not be set: {what}"
         return f"{where} failed: {what}"
@@ -94,6 +98,8 @@ def runtime_sentence(err: BaseException, cause: BaseException, element_id: str |
     if detail.startswith("No conditions satisfied"):
         return (f"no outgoing flow of '{element_id}' has a condition that holds, and it has no default flow: "
                 "mark one flow as the default")
+    if "NoneType" in detail:  # Python's words for null: say it the designer's way
+        detail = f"a value it needs is not set (it is null) — {detail.replace('NoneType', 'null')}"
     if cause is err:
         return plain_names(detail or "the engine stopped")
     return f"{where} failed: {plain_names(detail) or 'it raised an error'}"

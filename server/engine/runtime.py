@@ -580,7 +580,7 @@ def _timer_task_in(err: BaseException):
 def _incident_from(err: Exception, workflow: BpmnWorkflow, running=None) -> IncidentInfo:
     task = getattr(err, "task", None) or _timer_task_in(err)
     if task is None:
-        failed = workflow.get_tasks(state=TaskState.ERROR) or ([running] if running is not None else [])
+        failed = [t for t in _all_tasks(workflow) if t.state == TaskState.ERROR] or ([running] if running else [])
         task = failed[0] if failed else None
     element_id = (task.task_spec.bpmn_id or task.task_spec.name) if task is not None else None
     guid = str(task.id) if task is not None else None

@@ -42,8 +42,9 @@ class FolderReport:
         return [f for f in self.files if f.error is None]
 
     def outcome_counts(self) -> Counter:
-        """How the trial runs of the deployed files ended (a file counts as its worst run)."""
-        order = ["incident", "stuck", "completed"]
+        """How the trial runs of the deployed files ended (a file counts as its worst run); an incident for a
+        variable the empty trial data does not set counts as 'needs data'."""
+        order = ["incident", "needs data", "stuck", "completed"]
         return Counter(next((o for o in order if any(r[1] == o for r in f.runs)), "completed")
                        for f in self.deployed)
 
@@ -91,7 +92,10 @@ def report_folder(folder: str | Path, *, make_executable: bool = True, engine: E
             ref = VersionRef(-(number * 1000 + index + 1), process.process_id, bundle.dialect,
                              lambda process=process: process.files)
             outcome = trial_run(engine, ref)
-            entry.runs.append((process.process_id, outcome.status, outcome.incident))
+            status = outcome.status
+            if status == "incident" and "no process variable of that name" in outcome.incident["message"]:
+                status = "needs data"
+            entry.runs.append((process.process_id, status, outcome.incident))
     return report
 
 
@@ -113,7 +117,8 @@ def format_report(report: FolderReport, root: str | Path) -> list[str]:
     lines.append("")
     lines.append(f"files: {total}   deployed: {deployed} ({_percent(deployed, total)})   refused: {total - deployed}")
     lines.append(f"of the deployed: ran to an end {outcomes['completed']} ({_percent(outcomes['completed'], deployed)})"
-                 f"   stopped in an incident {outcomes['incident']}   still waiting {outcomes['stuck']}")
+                 f"   stopped for want of input data {outcomes['needs data']}   stopped in an incident "
+                 f"{outcomes['incident']}   still waiting {outcomes['stuck']}")
     reasons = report.refusal_reasons()
     if reasons:
         lines.append("refused because:")
@@ -126,6 +131,8 @@ def _run_text(process: str, status: str, incident: dict | None) -> str:
         return f"{process} ran to its end"
     if status == "stuck":
         return f"{process} still waits after every task, timer and message was handled"
+    if status == "needs data":
+        return f"{process} needs input data at {incident['element_id']}: {incident['message']}"
     return f"{process} stopped in an incident at {incident['element_id']}: {incident['message']}"
 
 
