@@ -15,11 +15,9 @@ from .config import load_config
 from .errors import PermissionDenied, register_error_handlers
 from .extensions import db, login_manager, migrate
 from .observability import configure_logging, init_request_tracking, register_metrics_route
+from .security.csp import content_security_policy
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
-# Everything from our own origin; no plugins, no framing by other sites, forms and <base> only to us.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
-                           "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
 PROBLEM_SCHEMA = {
@@ -69,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    content_security_policy(app.config["MAP_TILE_URL"])  # a malformed tile URL stops the start, not a request
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
@@ -155,7 +154,7 @@ def _enforce_access(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")  # QR links carry their token in the URL
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(app.config["MAP_TILE_URL"]))
         if request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")  # tokens and per-user data: never cached
         if app.config.get("SESSION_COOKIE_SECURE"):  # served over TLS: browsers must keep to it

@@ -6,12 +6,14 @@ the retry / suspend / resume / terminate actions."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from ..auth.access import client_label, current_principal, roles_required
+from ..auth.models import ROLES
 from ..db import transaction
-from ..engine import BpmnValidationError
+from ..engine import BpmnValidationError, registered_services
 from ..errors import AppError, ValidationFailed
 from ..web import problem_for_page
 from . import services
@@ -93,13 +95,22 @@ def start_from_page(process_key):
     return redirect(url_for("designer_pages.instance_detail", instance_id=view["instance"].id))
 
 
+def _editor_options() -> dict:
+    """What the properties panel offers to choose from: the forms in forms/, the roles, the services."""
+    forms = sorted(path.name.removesuffix(".schema.json")
+                   for path in Path(current_app.config["FORMS_DIR"]).glob("*.schema.json"))
+    return {"forms": forms, "roles": list(ROLES), "services": sorted(registered_services())}
+
+
 @pages.route("/processes/<process_key>/edit")
 @roles_required(*DESIGN)
 def process_edit(process_key):
-    """Edit a version's diagram in the page (bpmn-js modeler); saving deploys it as a new version."""
+    """Edit a version's diagram in the page (bpmn-js modeler with a properties panel for scripts,
+    conditions, forms, timers and services); saving deploys it as a new version."""
     chosen = request.args.get("version", type=int)
     name, xml = services.version_xml(process_key, chosen)
-    return render_template("designer/edit.html", key=process_key, file_name=name, xml=xml)
+    return render_template("designer/edit.html", key=process_key, file_name=name, xml=xml,
+                           options=_editor_options())
 
 
 @pages.route("/instances")
