@@ -1,13 +1,15 @@
 // The dispatcher's map of engineers (/desk/engineers): Leaflet, with map tiles from the configured URL
 // (FLOWDESK_MAP_TILE_URL) or, offline by default, the region's outline shipped as GeoJSON in
-// static/geo/. One circle per engineer at the last reported position (faded: the home base, no recent
+// static/geo/ (drawn before the circles, so beneath them). One circle per engineer at the last reported position (faded: the home base, no recent
 // position), coloured by status with the same colours as the page's legend.
 import { circleMarker, featureGroup, geoJSON, map as leafletMap, tileLayer } from "leaflet/dist/leaflet-src.esm.js";
 
+// Drawn in the file's order: sea first, then the region's land, lakes and rivers on top.
 const OUTLINE_STYLES = {
+  sea: { stroke: false, fillColor: "#cfe0f0", fillOpacity: 1 },
   land: { color: "#7d8799", weight: 1.2, fillColor: "#fbfaf5", fillOpacity: 1 },
   island: { color: "#7d8799", weight: 1.2, fillColor: "#fbfaf5", fillOpacity: 1 },
-  water: { color: "#6fa8dc", weight: 1, fillColor: "#dbe7f3", fillOpacity: 1 },
+  water: { color: "#6fa8dc", weight: 1, fillColor: "#cfe0f0", fillOpacity: 1 },
   river: { color: "#6fa8dc", weight: 3, opacity: 0.9 },
 };
 
@@ -24,8 +26,15 @@ async function drawOutline(map, url) {
     interactive: false,
     className: "fd-outline",
   });
-  outline.addTo(map).bringToBack();
+  outline.addTo(map);
   return outline;
+}
+
+// Leaflet puts a string tooltip in as HTML; an engineer's name is data, so it goes in as text.
+function textNode(text) {
+  const span = document.createElement("span");
+  span.textContent = text;
+  return span;
 }
 
 function drawMarkers(map, spec) {
@@ -39,7 +48,7 @@ function drawMarkers(map, spec) {
       fillColor: colour,
       fillOpacity: point.live ? 0.95 : 0.45,
       className: `fd-marker fd-marker-${point.status}${point.live ? "" : " fd-marker-home"}`,
-    }).bindTooltip(point.title).addTo(group);
+    }).bindTooltip(textNode(point.title)).addTo(group);
   }
   group.addTo(map);
   return group;
