@@ -124,7 +124,9 @@ def test_a_designer_turns_a_script_task_into_a_service_call_in_the_properties_pa
     page.locator(".djs-context-pad [data-action='replace']").click()
     page.locator(".djs-popup [data-id='replace-with-service-task']").click()
     page.locator("[data-entry-id='fd-service-operator'] select").select_option("now_iso")
-    page.locator("[data-entry-id='fd-service-result'] input").fill("stamped_at")
+    result = page.locator("[data-entry-id='fd-service-result'] input")
+    result.fill("stamped_at")
+    result.press("Enter")  # stays in the editor: Enter in a panel field does not send the page's form
     parameters = page.locator("[data-group-id='group-fd-service-parameters']")
     parameters.get_by_title("Create").click()
     item = parameters.locator(".bio-properties-panel-list-item")

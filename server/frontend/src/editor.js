@@ -32,6 +32,11 @@ function create(container, spec) {
 function wireForm(viewer, container) {
   const output = container.dataset.bpmnOutput && document.getElementById(container.dataset.bpmnOutput);
   if (!output) return;
+  // Enter in a properties-panel field would submit the page's form (and leave the editor).
+  const panel = document.getElementById(container.dataset.propertiesPanel);
+  panel?.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && event.target instanceof HTMLInputElement) event.preventDefault();
+  });
   output.form.addEventListener("submit", async (event) => {
     event.preventDefault();
     viewer.get("directEditing").complete();
