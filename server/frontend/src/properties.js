@@ -109,60 +109,60 @@ function withCurrent(options, current) {
 
 // -- entries (preact components) ------------------------------------------------------------------
 
-function BodyExtensionEntry({ element, id, type, label, description, multiline }) {
-  const bpmnFactory = useService("bpmnFactory");
-  const commandStack = useService("commandStack");
+// A text entry of ours (a text area when multiline): translated label and description, debounced typing.
+// A helper the components below call once, so their hooks keep their order.
+function TextEntry({ element, id, label, description, multiline }, getValue, setValue) {
   const translate = useService("translate");
-  const Entry = multiline ? TextAreaEntry : TextFieldEntry;
-  return h(Entry, {
+  const debounce = useService("debounceInput");
+  return h(multiline ? TextAreaEntry : TextFieldEntry, {
     element, id, label: translate(label), description: description && translate(description),
-    debounce: useService("debounceInput"), monospace: true, rows: 4, autoResize: true,
-    getValue: () => extensionOf(getBusinessObject(element), type)?.get("value") || "",
-    setValue: (value) => setBodyExtension(element, type, value, bpmnFactory, commandStack),
+    debounce, monospace: Boolean(multiline), rows: 2, autoResize: true, getValue, setValue,
   });
 }
 
-function PropertyEntry({ element, id, name, label, description, options }) {
+function BodyExtensionEntry(props) {
+  const bpmnFactory = useService("bpmnFactory");
+  const commandStack = useService("commandStack");
+  const { element, type } = props;
+  return TextEntry(props, () => extensionOf(getBusinessObject(element), type)?.get("value") || "",
+    (value) => setBodyExtension(element, type, value, bpmnFactory, commandStack));
+}
+
+function PropertyEntry(props) {
   const bpmnFactory = useService("bpmnFactory");
   const commandStack = useService("commandStack");
   const translate = useService("translate");
-  const debounceInput = useService("debounceInput");
+  const { element, id, name, label, description, options } = props;
   const getValue = () => propertyOf(getBusinessObject(element), name)?.get("value") || "";
   const setValue = (value) => setProperty(element, name, value, bpmnFactory, commandStack);
-  const common = { element, id, label: translate(label), description: description && translate(description), getValue, setValue };
-  if (options) return h(SelectEntry, { ...common, getOptions: () => withCurrent(options, getValue()) });
-  return h(TextFieldEntry, { ...common, debounce: debounceInput });
-}
-
-function AttributeEntry({ element, id, attribute, label, description, multiline }) {
-  const modeling = useService("modeling");
-  const translate = useService("translate");
-  const Entry = multiline ? TextAreaEntry : TextFieldEntry;
-  return h(Entry, {
-    element, id, label: translate(label), description: description && translate(description),
-    debounce: useService("debounceInput"), monospace: multiline, rows: 8, autoResize: true,
-    getValue: () => getBusinessObject(element).get(attribute) || "",
-    setValue: (value) => modeling.updateProperties(element, { [attribute]: value || undefined }),
+  if (!options) return TextEntry(props, getValue, setValue);
+  return h(SelectEntry, {
+    element, id, label: translate(label), description: description && translate(description), getValue, setValue,
+    getOptions: () => withCurrent(options, getValue()),
   });
 }
 
-function ConditionEntry({ element, id }) {
+function AttributeEntry(props) {
+  const modeling = useService("modeling");
+  const { element, attribute } = props;
+  return TextEntry(props, () => getBusinessObject(element).get(attribute) || "",
+    (value) => modeling.updateProperties(element, { [attribute]: value || undefined }));
+}
+
+function ConditionEntry(props) {
   const bpmnFactory = useService("bpmnFactory");
   const commandStack = useService("commandStack");
   const modeling = useService("modeling");
-  const translate = useService("translate");
+  const { element } = props;
   const bo = getBusinessObject(element);
-  return h(TextAreaEntry, {
-    element, id, label: translate("Condition expression"), monospace: true, rows: 2, autoResize: true,
-    description: translate("Python, true to take this flow, e.g. total > 1000"),
-    debounce: useService("debounceInput"),
-    getValue: () => bo.get("conditionExpression")?.get("body") || "",
-    setValue: (value) => {
-      const current = bo.get("conditionExpression");
-      if (!value) modeling.updateProperties(element, { conditionExpression: undefined });
-      else if (current) run(commandStack, [update(element, current, { body: value })]);
-      else modeling.updateProperties(element, { conditionExpression: bpmnFactory.create("bpmn:FormalExpression", { body: value }) });
-    },
+  return TextEntry({ ...props, multiline: true, label: "Condition expression",
+    description: "Python, true to take this flow, e.g. total > 1000" },
+  () => bo.get("conditionExpression")?.get("body") || "",
+  (value) => {
+    const current = bo.get("conditionExpression");
+    if (!value) modeling.updateProperties(element, { conditionExpression: undefined });
+    else if (current) run(commandStack, [update(element, current, { body: value })]);
+    else modeling.updateProperties(element, { conditionExpression: bpmnFactory.create("bpmn:FormalExpression", { body: value }) });
   });
 }
 
@@ -204,15 +204,11 @@ function OperatorEntry({ element, id, services }) {
   });
 }
 
-function OperatorAttributeEntry({ element, id, target, attribute, label, description }) {
+function OperatorAttributeEntry(props) {
   const commandStack = useService("commandStack");
-  const translate = useService("translate");
-  return h(TextFieldEntry, {
-    element, id, label: translate(label), description: description && translate(description),
-    debounce: useService("debounceInput"),
-    getValue: () => target.get(attribute) || "",
-    setValue: (value) => run(commandStack, [update(element, target, { [attribute]: value || undefined })]),
-  });
+  const { element, target, attribute } = props;
+  return TextEntry(props, () => target.get(attribute) || "",
+    (value) => run(commandStack, [update(element, target, { [attribute]: value || undefined })]));
 }
 
 // -- groups ---------------------------------------------------------------------------------------
