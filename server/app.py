@@ -10,12 +10,35 @@ from flask import Flask, request
 from flask_smorest import Api
 from werkzeug.routing import IntegerConverter
 
+from mobile_api import approvals as mobile_approvals
+from mobile_api import engineers as mobile_engineers
+
+from . import health
+from .aftersales import offers, payment, rating, sla, visits
+from .aftersales import pages as aftersales_pages
+from .aftersales import routes as aftersales_routes
+from .auth import routes as auth_routes
 from .auth.access import ACCESS_ATTR, current_principal
+from .auth.models import User
+from .commands import register_commands
 from .config import load_config
 from .errors import PermissionDenied, register_error_handlers
 from .extensions import db, login_manager, migrate
+from .jobs import pages as ops_pages
 from .observability import configure_logging, init_request_tracking, register_metrics_route
+from .processes import builtin_services
+from .processes import pages as process_pages
+from .processes import routes as process_routes
+from .sales import accounts, approvals, leads, opportunities, quotes
+from .sales import pages as sales_pages
+from .sales import routes as sales_routes
 from .security.csp import content_security_policy
+from .web import init_web
+
+# Domain modules holding functions that BPMN service tasks call by name (``register_service`` runs
+# when they are imported).
+BPMN_SERVICE_MODULES = (offers, payment, rating, sla, visits, builtin_services, accounts, approvals, leads,
+                        opportunities, quotes)
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
@@ -74,8 +97,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth_pages.login_page"
 
-    from .auth.models import User
-
     @login_manager.user_loader
     def _load_user(user_id: str):
         user = db.session.get(User, int(user_id))
@@ -83,20 +104,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     api = FlowdeskApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    from mobile_api import approvals as mobile_approvals
-    from mobile_api import engineers as mobile_engineers
-
-    from . import health
-    from .aftersales import pages as aftersales_pages
-    from .aftersales import routes as aftersales_routes
-    from .auth import routes as auth_routes
-    from .jobs import pages as ops_pages
-    from .processes import pages as process_pages
-    from .processes import routes as process_routes
-    from .sales import pages as sales_pages
-    from .sales import routes as sales_routes
-    from .web import init_web
-
     api.register_blueprint(auth_routes.blp)
     api.register_blueprint(process_routes.blp)
     api.register_blueprint(health.blp)
@@ -109,24 +116,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(sales_pages.pages)
     app.register_blueprint(process_pages.pages)
     app.register_blueprint(ops_pages.pages)
-    _register_domain_services()
-
     register_error_handlers(app)
     init_request_tracking(app)
     register_metrics_route(app)
     _enforce_access(app)
     init_web(app)  # after the access check: its CSRF check must not answer anonymous callers first
-    from .cli import register_cli
-
-    register_cli(app)
+    register_commands(app)
     return app
-
-
-def _register_domain_services() -> None:
-    """Import domain modules that register BPMN service functions."""
-    from .aftersales import services as aftersales_services  # noqa: F401
-    from .processes import builtin_services  # noqa: F401
-    from .sales import services as sales_services  # noqa: F401
 
 
 def _enforce_access(app: Flask) -> None:

@@ -12,6 +12,9 @@ from marshmallow import ValidationError as MarshmallowValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from .db import is_concurrency_failure
+from .engine import BpmnValidationError
+
 log = logging.getLogger(__name__)
 
 
@@ -126,8 +129,6 @@ def _marshmallow_errors(messages, prefix: str = "") -> list[dict]:
 
 def register_error_handlers(app: Flask) -> None:
     """Install the single handler family for our errors, HTTP errors and the unknown."""
-    from .engine import BpmnValidationError
-
     @app.errorhandler(AppError)
     def _app_error(err: AppError):
         response = problem(err.status, err.title, err.detail, **err.extra)
@@ -173,8 +174,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unknown(err: Exception):
-        from .db import is_concurrency_failure
-
         if is_concurrency_failure(err):  # a deadlock the lock order does not cover (several instances at once)
             log.warning("concurrency failure on %s %s: %s", request.method, request.path, err.orig)
             return problem(409, "Conflict", "Someone changed this at the same moment; please try again.")

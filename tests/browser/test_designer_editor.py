@@ -5,7 +5,7 @@ large diagram is drawn fitted to its box with working zoom controls."""
 from __future__ import annotations
 
 from server.extensions import db
-from server.processes import services
+from server.processes import deploy as deployments
 
 from ..test_sales_flow import SALES_FILES
 from .conftest import sign_in
@@ -65,7 +65,7 @@ def _click_connection(page, element_id: str) -> None:
 
 def _deployed_xml(app, process_key: str, version: int) -> str:
     with app.app_context():
-        _, xml = services.version_xml(process_key, version)
+        _, xml = deployments.version_xml(process_key, version)
         db.session.remove()
     return xml
 

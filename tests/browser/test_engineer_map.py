@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from server.aftersales import services
+from server.aftersales import engineers
 from server.aftersales.models import Engineer
 from server.aftersales.seeding import load_service_seeds
 from server.auth.models import User
@@ -70,15 +70,15 @@ def _seed_engineers(app) -> dict[str, int]:
         with transaction():
             load_service_seeds(json.loads(SEEDS.read_text()))
         with transaction():
-            engineers = db.session.scalars(select(Engineer).order_by(Engineer.id)).all()
-            for n, engineer in enumerate(engineers):
+            rows = db.session.scalars(select(Engineer).order_by(Engineer.id)).all()
+            for n, engineer in enumerate(rows):
                 user = db.session.get(User, engineer.user_id)
                 if n % 7 == 3:
-                    services.set_engineer_status(user, "break")
+                    engineers.set_engineer_status(user, "break")
                 elif n % 9 == 4:
-                    services.set_engineer_status(user, "off")
+                    engineers.set_engineer_status(user, "off")
                 if n % 3 == 0:
-                    services.ping_position(user, engineer.home_lat + 0.01, engineer.home_lon - 0.01)
+                    engineers.ping_position(user, engineer.home_lat + 0.01, engineer.home_lon - 0.01)
         counts: dict[str, int] = {}
         for engineer in db.session.scalars(select(Engineer)):
             counts[engineer.status] = counts.get(engineer.status, 0) + 1
