@@ -32,6 +32,7 @@ from .processes import routes as process_routes
 from .sales import accounts, approvals, leads, opportunities, quotes
 from .sales import pages as sales_pages
 from .sales import routes as sales_routes
+from .security.csp import content_security_policy
 from .web import init_web
 
 # Domain modules holding functions that BPMN service tasks call by name (``register_service`` runs
@@ -40,9 +41,6 @@ BPMN_SERVICE_MODULES = (offers, payment, rating, sla, visits, builtin_services, 
                         opportunities, quotes)
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
-# Everything from our own origin; no plugins, no framing by other sites, forms and <base> only to us.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
-                           "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
 PROBLEM_SCHEMA = {
@@ -92,6 +90,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    content_security_policy(app.config["MAP_TILE_URL"])  # a malformed tile URL stops the start, not a request
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
@@ -151,7 +150,7 @@ def _enforce_access(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")  # QR links carry their token in the URL
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(app.config["MAP_TILE_URL"]))
         if request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")  # tokens and per-user data: never cached
         if app.config.get("SESSION_COOKIE_SECURE"):  # served over TLS: browsers must keep to it

@@ -84,17 +84,9 @@ def create_engineer(name: str, skills: list[str], home_lat: float, home_lon: flo
     return engineer
 
 
-def position_plot(engineers: list[Engineer], width: int = 600, height: int = 400, margin: int = 20) -> list[dict]:
-    """Engineers as points of a plot (x, y in a width × height box; north up), at their last position
-    or, without one, at their home base — map tiles are not needed (nor reachable offline)."""
-    points = [(e, e.last_lat if e.last_lat is not None else e.home_lat,
-               e.last_lon if e.last_lon is not None else e.home_lon) for e in engineers]
-    if not points:
-        return []
-    lats, lons = [lat for _, lat, _ in points], [lon for _, _, lon in points]
-    span_lat, span_lon = (max(lats) - min(lats)) or 1.0, (max(lons) - min(lons)) or 1.0
-    inner_w, inner_h = width - 2 * margin, height - 2 * margin
-    return [{"engineer": e, "x": round(margin + (lon - min(lons)) / span_lon * inner_w, 1),
-             "y": round(margin + (max(lats) - lat) / span_lat * inner_h, 1), "lat": lat, "lon": lon,
-             "live": e.last_lat is not None} for e, lat, lon in points]
-
+def engineer_positions(engineers: list[Engineer]) -> list[dict]:
+    """Where each engineer is: the last reported position or, without one, the home base
+    (``live`` says which)."""
+    return [{"engineer": e, "lat": e.last_lat if e.last_lat is not None else e.home_lat,
+             "lon": e.last_lon if e.last_lon is not None else e.home_lon, "live": e.last_lat is not None}
+            for e in engineers]

@@ -1,5 +1,5 @@
 """After-sales pages: the dispatcher's and service manager's desk (intake, open requests with live
-SLA clocks, a request with its dispatch override, engineers with status, load and a plot of their
+SLA clocks, a request with its dispatch override, engineers with status, load and a map of their
 positions, follow-ups, the service report) and the public pages a customer opens from a QR code
 (no login; the signed token in the link is the permission)."""
 
@@ -26,6 +26,8 @@ pages = Blueprint("aftersales_pages", __name__)
 
 DESK = ("dispatcher", "service_manager", "admin")
 PHOTO_TYPES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"RIFF": ".webp"}
+# Engineer status → colour, for the map's circles and the legend beside it alike.
+STATUS_COLOURS = {"available": "#146c2e", "break": "#b26b00", "off": "#6b7280"}
 
 
 # -- desk pages (session login) -------------------------------------------------------------
@@ -77,12 +79,27 @@ def request_page(request_id):
                            engineers=engineer_rows, problem=problem), status
 
 
+def _engineer_map(rows: list[Engineer]) -> dict:
+    """The map's spec for map.js: a circle per engineer coloured like the legend, and either the
+    configured tiles or the region's outline (static GeoJSON)."""
+    config = current_app.config
+    markers = [{"lat": p["lat"], "lon": p["lon"], "status": p["engineer"].status, "live": p["live"],
+                "title": " · ".join([p["engineer"].name, _(p["engineer"].status),
+                                     _("%(n)s open jobs", n=p["engineer"].open_jobs),
+                                     _("now") if p["live"] else _("home base")])}
+               for p in engineers.engineer_positions(rows)]
+    tiles = {"url": config["MAP_TILE_URL"], "attribution": config["MAP_TILE_ATTRIBUTION"]} \
+        if config["MAP_TILE_URL"] else None
+    return {"markers": markers, "colours": STATUS_COLOURS, "tiles": tiles,
+            "outline": url_for("static", filename=config["MAP_OUTLINE"])}
+
+
 @pages.route("/desk/engineers")
 @roles_required(*DESK)
 def engineers_page():
-    """Engineers with status, open jobs and last position, and a plot of where they are."""
+    """Engineers with status, open jobs and last position, and a map of where they are."""
     rows = db.session.scalars(select(Engineer).order_by(Engineer.name)).all()
-    return render_template("desk/engineers.html", engineers=rows, plot=engineers.position_plot(rows))
+    return render_template("desk/engineers.html", engineers=rows, map_spec=_engineer_map(rows), colours=STATUS_COLOURS)
 
 
 @pages.route("/desk/service/report", methods=["GET"])

@@ -20,6 +20,12 @@ def form_path(form_key: str) -> Path:
     return Path(current_app.config["FORMS_DIR"]) / f"{form_key}.schema.json"
 
 
+def form_keys() -> list[str]:
+    """The form keys there is a schema for, sorted (what a designer may name as a task's formKey)."""
+    suffix = ".schema.json"
+    return sorted(path.name.removesuffix(suffix) for path in Path(current_app.config["FORMS_DIR"]).glob(f"*{suffix}"))
+
+
 def form_validator(form_key: str) -> Draft202012Validator:
     """Load (and cache by mtime) the validator for a form key."""
     path = form_path(form_key)

@@ -10,11 +10,12 @@ import json
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..auth.access import client_label, current_principal, roles_required
+from ..auth.models import ROLES
 from ..db import transaction
-from ..engine import BpmnValidationError, drawable_xml, xml_text
+from ..engine import BpmnValidationError, drawable_xml, registered_services, xml_text
 from ..errors import AppError, ValidationFailed
 from ..web.layout import problem_for_page
-from . import deploy, instances
+from . import deploy, forms, instances
 from .models import INSTANCE_STATUSES
 
 pages = Blueprint("designer_pages", __name__, url_prefix="/designer")
@@ -139,13 +140,20 @@ def start_from_page(process_key):
     return redirect(url_for("designer_pages.instance_detail", instance_id=view["instance"].id))
 
 
+def _editor_options() -> dict:
+    """What the properties panel offers to choose from: the forms in forms/, the roles, the services."""
+    return {"forms": forms.form_keys(), "roles": list(ROLES), "services": sorted(registered_services())}
+
+
 @pages.route("/processes/<process_key>/edit")
 @roles_required(*DESIGN)
 def process_edit(process_key):
-    """Edit a version's diagram in the page (bpmn-js modeler); saving deploys it as a new version."""
+    """Edit a version's diagram in the page (bpmn-js modeler with a properties panel for scripts,
+    conditions, forms, timers and services); saving deploys it as a new version."""
     chosen = request.args.get("version", type=int)
     name, xml = deploy.version_xml(process_key, chosen)
-    return render_template("designer/edit.html", key=process_key, file_name=name, xml=xml)
+    return render_template("designer/edit.html", key=process_key, file_name=name, xml=xml,
+                           options=_editor_options())
 
 
 @pages.route("/instances")
