@@ -4,7 +4,7 @@ run           everything on one machine: migrate, deploy workflows/, seed, then
               web server + embedded Redis (if REDIS_URL is unset) + RQ worker
               with scheduler + timer poller; Ctrl-C stops them all
 deploy        validate and deploy the workflows folder
-validate      validate BPMN/DMN files without deploying
+validate      validate BPMN/DMN files without deploying (--report DIR: counts for a folder)
 seed          load demo data from seeds/
 worker        an RQ worker (with scheduler)
 poll-timers   the timer poller

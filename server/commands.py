@@ -47,12 +47,22 @@ def deploy_cmd(folder):
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--report", "report_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="validate and trial-run every .bpmn file under this folder, one by one, and print counts")
+@click.option("--make-executable/--strict", default=True,
+              help="with --report: deploy processes marked isExecutable=false too (default), or not")
 @with_appcontext
-def validate_cmd(paths):
-    """Validate BPMN/DMN files together as one bundle."""
+def validate_cmd(paths, report_dir, make_executable):
+    """Validate BPMN/DMN files together as one bundle, or report on a folder of exported models."""
     from .engine import BpmnValidationError
     from .processes.deploy import read_bundle_dir, validate_bundle
 
+    if report_dir:
+        from .processes.validation_report import format_report, report_folder
+
+        for line in format_report(report_folder(report_dir, make_executable=make_executable), report_dir):
+            click.echo(line)
+        return
     files = {Path(p).name: Path(p).read_bytes() for p in paths} or read_bundle_dir(
         current_app.config["WORKFLOWS_DIR"])
     try:
@@ -61,6 +71,8 @@ def validate_cmd(paths):
         raise click.ClickException(json.dumps(err.to_dict())) from None
     for p in bundle.processes:
         click.echo(f"ok {p.file_name}: {p.process_id}")
+        for w in p.warnings:
+            click.echo(f"   warning {w['file']} {w['element_id'] or ''}: {w['message']}")
 
 
 @click.command("seed")

@@ -5,6 +5,7 @@ Nothing of ours is mocked; the clock is moved with time-machine."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,13 @@ pytest_plugins = ["tests.aftersales_world"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_BPMN = Path(__file__).parent / "bpmn"
+
+
+def inline_model(process_id: str, body: str) -> str:
+    """A one-process BPMN file around ``body`` (the process's elements, indented as they come)."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<bpmn:definitions xmlns:bpmn='
+            '"http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="http://x">\n'
+            f'  <bpmn:process id="{process_id}" isExecutable="true">\n{body}\n  </bpmn:process>\n</bpmn:definitions>')
 
 
 @pytest.fixture(scope="session")
@@ -133,12 +141,22 @@ def designer(make_user):
 def deploy(client, designer):
     """Factory: deploy files (names under tests/bpmn or workflows/, or name → XML text) through the API."""
 
-    def deploy_files(*names: str, files: dict[str, str] | None = None, expect: int = 201):
+    def deploy_files(*names: str, files: dict[str, str] | None = None, expect: int = 201,
+                     make_executable: bool | None = None, encoding: str | None = None):
+        """``encoding``: upload as multipart bytes in that encoding (else JSON text)."""
         body = dict(files or {})
         for name in names:
             path = TEST_BPMN / name if (TEST_BPMN / name).exists() else ROOT / "workflows" / name
             body[path.name] = path.read_text()
-        response = client.post("/api/v1/processes", json={"files": body}, headers=designer)
+        if encoding is not None:
+            form = {"files": [(io.BytesIO(text.encode(encoding)), name) for name, text in body.items()]}
+            if make_executable is not None:
+                form["make_executable"] = "true" if make_executable else "false"
+            response = client.post("/api/v1/processes", data=form, content_type="multipart/form-data",
+                                   headers=designer)
+        else:
+            extra = {} if make_executable is None else {"make_executable": make_executable}
+            response = client.post("/api/v1/processes", json={"files": body, **extra}, headers=designer)
         assert response.status_code == expect, response.get_json()
         return response.get_json()
 

@@ -19,7 +19,8 @@ def _inbox(client, headers):
 def test_deploying_unchanged_content_makes_no_new_version(deploy):
     first = deploy("reference_cycle.bpmn")
     again = deploy("reference_cycle.bpmn")
-    assert first == [{"process_key": "reference_cycle", "version": 1, "created": True, "id": first[0]["id"]}]
+    assert first == [{"process_key": "reference_cycle", "version": 1, "created": True, "id": first[0]["id"],
+                      "warnings": []}]
     assert again[0]["created"] is False and again[0]["version"] == 1
 
 

@@ -192,17 +192,31 @@ def test_hostile_xml_is_refused_with_its_file_and_nothing_is_deployed(app, deplo
         assert db.session.query(ProcessVersion).count() == 0
 
 
-def test_an_uploaded_file_in_another_encoding_is_refused_by_name(app, make_user):
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_an_uploaded_file_in_utf16_is_accepted_as_its_declaration_says(app, make_user, encoding):
     make_user("designer", username="uploader")
     browser = app.test_client()
     browser.post("/login", data={"username": "uploader", "password": "password-123",
                                  "csrf_token": _csrf(browser.get("/login"))})
     answer = browser.post("/designer", content_type="multipart/form-data", data={
         "csrf_token": _csrf(browser.get("/designer")), "action": "deploy",
-        "files": (io.BytesIO(UTF16.encode("utf-16")), "wide.bpmn")})
-    assert answer.status_code == 422 and "must be UTF-8" in answer.get_data(as_text=True)
+        "files": (io.BytesIO(UTF16.encode(encoding)), "wide.bpmn")})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
     with app.app_context():
-        assert db.session.query(ProcessVersion).count() == 0
+        stored = db.session.query(ProcessVersion).one()
+        assert stored.process_key == "wide" and 'encoding="UTF-8"' in stored.files["wide.bpmn"]
+
+
+def test_a_latin1_file_is_read_in_the_encoding_it_declares(deploy):
+    text = UTF16.replace("UTF-16", "ISO-8859-1").replace('id="s"/>', 'id="s" name="Café"/>')
+    [result] = deploy(files={"latin.bpmn": text}, encoding="latin-1")
+    assert result["process_key"] == "wide"
+
+
+def test_a_file_that_is_not_in_its_declared_encoding_is_refused_with_the_line(deploy):
+    text = UTF16.replace("UTF-16", "UTF-8").replace('id="s"/>', 'id="s" name="Caf\xe9"/>')
+    body = deploy(files={"bad.bpmn": text}, encoding="latin-1", expect=422)
+    assert body["file"] == "bad.bpmn" and body["line"] == 3 and "UTF-8" in body["detail"]
 
 
 # Each refused at deploy, on its element and line (its first line: the one that escapes), before anything runs.

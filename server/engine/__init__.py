@@ -2,7 +2,7 @@
 run instances with bounded engine runs, the restricted script environment and
 the registry of service functions BPMN may call."""
 
-from .parsing import BpmnValidationError, ParsedBundle, ParsedProcess, parse_bundle
+from .parsing import BpmnValidationError, ParsedBundle, ParsedProcess, drawable_xml, parse_bundle, xml_text
 from .runtime import (
     Engine,
     HumanTaskInfo,
@@ -19,5 +19,5 @@ from .scripting import register_service, registered_services
 __all__ = [
     "BpmnValidationError", "Engine", "HumanTaskInfo", "IncidentInfo", "MessageWaitInfo", "NoMessageWaiting",
     "ParsedBundle", "ParsedProcess", "RunResult", "TaskNotReady", "TimerInfo", "VersionRef",
-    "parse_bundle", "register_service", "registered_services",
+    "drawable_xml", "parse_bundle", "register_service", "registered_services", "xml_text",
 ]

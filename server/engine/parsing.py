@@ -7,19 +7,25 @@ activities and DMN tables can resolve. Every failure becomes a
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
+import threading
 from dataclasses import dataclass, field
 
 from lxml import etree
+from SpiffWorkflow.bpmn.exceptions import WorkflowDataException
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.data_spec import BpmnDataStoreSpecification
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 
-from .scripting import ScriptRejected, ScriptSyntaxError, check_script
+from .messages import parse_error_sentence
+from .scripting import ScriptRejected, ScriptSyntaxError, check_script, registered_services
+from .tolerance import ToleranceError, normalise_ids, prepare_bpmn
 
-CAMUNDA_NS = b"http://camunda.org/schema/1.0/bpmn"
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 
 # Elements whose text is Python evaluated by the engine, and how it is compiled.
@@ -31,6 +37,7 @@ _SCRIPT_TAGS = {
     "timeDuration": "eval",
     "timeDate": "eval",
     "timeCycle": "eval",
+    "condition": "eval",
     "loopCardinality": "eval",
     "completionCondition": "eval",
 }
@@ -56,7 +63,8 @@ class BpmnValidationError(Exception):
 
 @dataclass
 class ParsedProcess:
-    """One executable process found in a bundle, with the files it depends on."""
+    """One executable process found in a bundle, with the files it depends on and what deploying it
+    had to assume (warnings: file, element_id, line, message)."""
 
     process_id: str
     name: str
@@ -64,14 +72,43 @@ class ParsedProcess:
     files: dict[str, str]
     content_hash: str
     form_keys: dict[str, str] = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
 
 
 @dataclass
 class ParsedBundle:
-    """Result of parsing a bundle: its dialect and the executable processes in it."""
+    """Result of parsing a bundle: its dialect, the executable processes in it and every warning."""
 
     dialect: str
     processes: list[ParsedProcess] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+
+
+class UnavailableDataStore(BpmnDataStoreSpecification):
+    """A data store the model names but Flowdesk has no implementation for: reading or writing it is an
+    incident on the task that does so (deploying the model is not refused)."""
+
+    def _refuse(self, my_task, **direction):
+        raise WorkflowDataException(f"the data store '{self.bpmn_name}' has no implementation in Flowdesk, so "
+                                    "this task cannot read or write it", my_task, **direction)
+
+    def get(self, my_task, **kwargs):
+        """Refuse to read (an incident on the reading task)."""
+        self._refuse(my_task, data_input=self)
+
+    def set(self, my_task, **kwargs):
+        """Refuse to write (an incident on the writing task)."""
+        self._refuse(my_task, data_output=self)
+
+
+class _AnyDataStore(dict):
+    """``DATA_STORE_CLASSES`` that knows every name: each is an :class:`UnavailableDataStore`."""
+
+    def __contains__(self, name):
+        return True
+
+    def __getitem__(self, name):
+        return UnavailableDataStore
 
 
 def _xml_parser() -> etree.XMLParser:
@@ -80,18 +117,58 @@ def _xml_parser() -> etree.XMLParser:
                            remove_comments=True)
 
 
-def read_xml(file_name: str, content: bytes) -> etree._Element:
-    """Parse XML bytes with a hardened parser; refuse any DOCTYPE (XXE, entity bombs)."""
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_DECLARATION = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)(["'])([A-Za-z0-9._\-]+)\2""")
+
+
+def _encoding_of(content: bytes) -> tuple[str, int]:
+    """The encoding of XML bytes (BOM, then the UTF-16/32 shape of '<?', then the declaration) and the
+    BOM's length."""
+    for bom, name in _BOMS:
+        if content.startswith(bom):
+            return name, len(bom)
+    for shape, name in ((b"<\x00?\x00", "utf-16-le"), (b"\x00<\x00?", "utf-16-be")):
+        if content.startswith(shape):
+            return name, 0
+    head = content[:200].decode("ascii", "replace")
+    declared = _DECLARATION.match(head)
+    if declared is None:
+        return "utf-8", 0
+    name = declared.group(3).lower()
+    if name.replace("-", "").startswith(("utf16", "utf32", "ucs2", "ucs4")):
+        return "utf-8", 0  # declared wide but written in single bytes (re-saved as text): read what is there
+    return name, 0
+
+
+def xml_text(file_name: str, content: bytes) -> str:
+    """XML bytes in any encoding their BOM or declaration names, as text declaring UTF-8 (how versions
+    are stored); a file that is not in the encoding it names is refused with the line of the first bad byte."""
+    encoding, skip = _encoding_of(content)
     try:
-        content.decode("utf-8")
+        codecs.lookup(encoding)
+    except LookupError:
+        raise BpmnValidationError(f"the file declares the encoding '{encoding}', which is unknown", file_name,
+                                  None, 1) from None
+    try:
+        text = content[skip:].decode(encoding)
     except UnicodeDecodeError as err:
-        raise BpmnValidationError("the file must be UTF-8 encoded text", file_name, None,
-                                  content[: err.start].count(b"\n") + 1) from None
-    if b"<!doctype" in content[:4096].lower() or b"<!entity" in content.lower():
+        good = content[skip: skip + err.start].decode(encoding, "replace")
+        raise BpmnValidationError(f"the file is not valid {encoding} text (it says it is, or no encoding is "
+                                  "declared and UTF-8 is assumed)", file_name, None, good.count("\n") + 1) from None
+    return _DECLARATION.sub(lambda m: f"{m.group(1)}{m.group(2)}UTF-8{m.group(2)}", text, count=1)
+
+
+def read_xml(file_name: str, content: bytes | str) -> etree._Element:
+    """Parse XML (bytes in any declared encoding, or text) with a hardened parser; refuse any DOCTYPE
+    (XXE, entity bombs)."""
+    text = content if isinstance(content, str) else xml_text(file_name, content)
+    lowered = text.lower()
+    if "<!doctype" in lowered[:4096] or "<!entity" in lowered:
         raise BpmnValidationError("DOCTYPE and ENTITY declarations are not allowed (XXE protection)", file_name,
-                                  None, content[: content.lower().find(b"<!")].count(b"\n") + 1)
+                                  None, text[: lowered.find("<!")].count("\n") + 1)
     try:
-        tree = etree.fromstring(content, parser=_xml_parser()).getroottree()
+        tree = etree.fromstring(text.encode("utf-8"), parser=_xml_parser()).getroottree()
     except etree.XMLSyntaxError as err:
         line = err.lineno if err.lineno else None
         raise BpmnValidationError(f"the file is not well-formed XML: {err.msg}", file_name, None, line) from None
@@ -100,15 +177,30 @@ def read_xml(file_name: str, content: bytes) -> etree._Element:
     return tree.getroot()
 
 
-def dialect_of(files: dict[str, bytes]) -> str:
-    """Return 'camunda' if any file uses Camunda extensions, else 'spiff' (a superset of plain BPMN)."""
-    return "camunda" if any(CAMUNDA_NS in content for content in files.values()) else "spiff"
+def dialect_of(files: dict[str, str]) -> str:
+    """Return 'camunda' if any file uses Camunda 7 extensions, else 'spiff' (a superset of plain BPMN)."""
+    return "camunda" if any(CAMUNDA_NS in text for text in files.values()) else "spiff"
 
 
 def new_parser(dialect: str):
-    """Create the SpiffWorkflow parser for a dialect, validating against the BPMN XSD."""
+    """Create the SpiffWorkflow parser for a dialect, validating against the BPMN XSD; every data store
+    it meets is an :class:`UnavailableDataStore`."""
     cls = CamundaParser if dialect == "camunda" else SpiffBpmnParser
-    return cls(validator=BpmnValidator())
+    parser = cls(validator=_validator())
+    parser.DATA_STORE_CLASSES = _AnyDataStore()
+    return parser
+
+
+_VALIDATORS = threading.local()
+
+
+def _validator() -> BpmnValidator:
+    # Loading the XSD takes tens of milliseconds; one per thread (a schema keeps its error log, so threads
+    # do not share one).
+    validator = getattr(_VALIDATORS, "validator", None)
+    if validator is None:
+        validator = _VALIDATORS.validator = BpmnValidator()
+    return validator
 
 
 def _element_line(trees: dict[str, etree._Element], file_name: str | None, element_id: str | None):
@@ -149,24 +241,56 @@ def _first_process(trees: dict[str, etree._Element], file_name: str | None):
     return (found[0].get("id"), found[0].sourceline) if found else (None, None)
 
 
-def _located(err: Exception, trees: dict[str, etree._Element], default_file: str | None) -> BpmnValidationError:
-    """Turn any parser exception into a located BpmnValidationError."""
+_DANGLING = re.compile(r"When looking for a task spec.*\((.+)\)\s*$", re.DOTALL)
+
+
+def _flow_to(tree, target: str):
+    """The sequence flow that leads to ``target`` (an id no element has)."""
+    found = tree.xpath("//*[local-name()='sequenceFlow'][@targetRef=$t]", t=target) if tree is not None else []
+    return found[0] if found else None
+
+
+def _element_at(trees: dict[str, etree._Element], file_name: str | None, line: int | None):
+    """The id of the element (or its nearest ancestor with an id) that starts on a line of a file."""
+    tree = trees.get(file_name) if file_name else None
+    if tree is None or not line:
+        return None
+    for element in tree.iter():
+        if isinstance(element.tag, str) and element.sourceline == line:
+            return _owner_id(element)
+    return None
+
+
+def _located(err: Exception, trees: dict[str, etree._Element], default_file: str | None,
+             id_maps: dict[str, dict[str, str]] | None = None) -> BpmnValidationError:
+    """Turn any parser exception into a located BpmnValidationError in a designer's words, naming the
+    element by the id the designer gave it."""
     if isinstance(err, BpmnValidationError):
         return err
     element_id = getattr(err, "id", None) or getattr(err, "bpmn_id", None)
     file_name = getattr(err, "file_name", None) or default_file
     line = getattr(err, "line_number", None) or getattr(err, "sourceline", None)
-    message = str(err.args[0]) if err.args else err.__class__.__name__
+    if isinstance(line, str):
+        line = int(line) if line.isdigit() else None
+    raw = str(err.args[0]) if err.args else err.__class__.__name__
+    from_schema = isinstance(err, ValidationException) and bool(line) and not element_id
+    message = parse_error_sentence(raw, from_schema)
+    dangling = _DANGLING.search(raw)
+    if dangling:  # Spiff names the missing target, and the element the flow leaves: name the flow
+        flow = _flow_to(trees.get(file_name), dangling.group(1))
+        if flow is not None:
+            element_id, line = flow.get("id"), flow.sourceline
     found_file, found_line = _element_line(trees, file_name, element_id)
+    if not element_id and line:
+        element_id = _element_at(trees, file_name, line) or _first_process(trees, file_name)[0]
     if not element_id and not line:
-        guess = _guess_element(trees, message, file_name)
+        guess = _guess_element(trees, raw, file_name)
         if guess is not None:
             found_file, element_id, found_line = guess
         else:
             element_id, found_line = _first_process(trees, found_file or file_name)
-    if isinstance(line, str):
-        line = int(line) if line.isdigit() else None
-    return BpmnValidationError(message, found_file or file_name, element_id, line or found_line)
+    ids = (id_maps or {}).get(found_file or file_name) or {}
+    return BpmnValidationError(message, found_file or file_name, ids.get(element_id, element_id), line or found_line)
 
 
 def _owner_id(element: etree._Element) -> str | None:
@@ -221,43 +345,83 @@ def _is_dmn(root: etree._Element) -> bool:
     return "dmn" in (etree.QName(root).namespace or "").lower()
 
 
-def parse_bundle(files: dict[str, bytes], max_file_bytes: int = 2_000_000):
-    """Parse and validate a bundle; return ``(ParsedBundle, spiff parser)`` or raise BpmnValidationError."""
+def _relabel(specs, id_map: dict[str, str]) -> None:
+    """Give task specs back the ids the designer wrote (their names stay normalised: saved state uses them)."""
+    if not id_map:
+        return
+    for spec in specs:
+        for task_spec in spec.task_specs.values():
+            task_spec.bpmn_id = id_map.get(task_spec.bpmn_id, task_spec.bpmn_id)
+
+
+def _add_files(parser, texts: dict[str, str], dialect: str, make_executable: bool):
+    """Read, prepare (see :mod:`.tolerance`), check and add each file to the parser; returns the trees and
+    what preparing each BPMN file found. Raises BpmnValidationError, or the parser's own errors."""
+    trees: dict[str, etree._Element] = {}
+    prepared = {}
+    services = set(registered_services())
+    for name, text in texts.items():
+        root = trees[name] = read_xml(name, text)
+        if _is_dmn(root):
+            check_dmn_expressions(name, root)
+            parser.add_dmn_xml(root, filename=name)
+            continue
+        try:
+            found = prepared[name] = prepare_bpmn(name, root, make_executable=make_executable, services=services,
+                                                  dialect=dialect)
+        except ToleranceError as err:
+            raise BpmnValidationError(err.message, name, err.element_id, err.line) from None
+        try:
+            check_scripts(name, root)
+        except BpmnValidationError as err:
+            err.element_id = found.id_map.get(err.element_id, err.element_id)
+            raise
+        try:
+            parser.add_bpmn_xml(root, filename=name)
+        except Exception as err:  # noqa: BLE001 - the schema and the parser raise many types
+            raise _located(err, trees, name, {name: found.id_map}) from None
+    return trees, prepared
+
+
+def parse_bundle(files: dict[str, bytes], max_file_bytes: int = 2_000_000, *, make_executable: bool = False):
+    """Parse and validate a bundle; return ``(ParsedBundle, spiff parser)`` or raise BpmnValidationError.
+    ``make_executable`` deploys processes marked ``isExecutable="false"`` too (with a warning each)."""
     if not files:
         raise BpmnValidationError("no BPMN or DMN files were given")
-    trees: dict[str, etree._Element] = {}
+    texts: dict[str, str] = {}
     for name, content in files.items():
         if len(content) > max_file_bytes:
             raise BpmnValidationError(f"the file is larger than the limit of {max_file_bytes} bytes", name)
-        trees[name] = read_xml(name, content)
-    dialect = dialect_of(files)
+        texts[name] = xml_text(name, content)
+    dialect = dialect_of(texts)
     parser = new_parser(dialect)
+    trees: dict[str, etree._Element] = {}
+    prepared: dict = {}
     current = None
     try:
-        for name, root in trees.items():
-            current = name
-            if _is_dmn(root):
-                check_dmn_expressions(name, root)
-                parser.add_dmn_xml(root, filename=name)
-            else:
-                check_scripts(name, root)
-                parser.add_bpmn_xml(root, filename=name)
-        current = None
-        bundle = ParsedBundle(dialect=dialect)
-        text = {name: content.decode("utf-8") for name, content in files.items()}
+        trees, prepared = _add_files(parser, texts, dialect, make_executable)
+        bundle = ParsedBundle(dialect=dialect, warnings=[w for p in prepared.values() for w in p.warnings])
+        for name, found in prepared.items():
+            for process_id in found.skipped_processes:
+                bundle.warnings.append({"file": name, "element_id": found.id_map.get(process_id, process_id),
+                                        "line": None, "message": f"process '{process_id}' is marked not "
+                                        "executable (isExecutable=\"false\") and was not deployed: choose "
+                                        "'make executable' to deploy it"})
         dmn_files = sorted(n for n, r in trees.items() if _is_dmn(r))
         for process_id in parser.get_process_ids():
             process_parser = parser.get_process_parser(process_id)
             current = process_parser.filename
             spec = parser.get_spec(process_id)
+            subprocess_specs = parser.get_subprocess_specs(process_id)
             needed = {process_parser.filename}
-            for sub_id in parser.get_subprocess_specs(process_id):
+            for sub_id in subprocess_specs:
                 sub_parser = parser.get_process_parser(sub_id)
                 if sub_parser is not None:
                     needed.add(sub_parser.filename)
             if any(trees[n].xpath("//*[local-name()='businessRuleTask']") for n in needed):
                 needed.update(dmn_files)
-            dep_files = {n: text[n] for n in sorted(needed)}
+            _relabel([spec, *filter(None, subprocess_specs.values())], _id_map(prepared, needed))
+            dep_files = {n: texts[n] for n in sorted(needed)}
             digest = hashlib.sha256()
             for n, body in dep_files.items():
                 digest.update(n.encode() + b"\0" + body.encode() + b"\0")
@@ -269,17 +433,41 @@ def parse_bundle(files: dict[str, bytes], max_file_bytes: int = 2_000_000):
                 content_hash=digest.hexdigest(),
                 form_keys={ts.bpmn_id: form_key_of(ts) for ts in spec.task_specs.values()
                            if getattr(ts, "manual", False) and form_key_of(ts)},
+                warnings=[w for w in bundle.warnings if w["file"] in needed],
             ))
-    except (ValidationException, BpmnValidationError) as err:
-        raise _located(err, trees, current) from None
+    except BpmnValidationError:
+        raise
     except Exception as err:  # noqa: BLE001 - Spiff raises many types for odd models
-        raise _located(err, trees, current) from None
+        raise _located(err, trees, current, {n: p.id_map for n, p in prepared.items()}) from None
     if not bundle.processes:
         first = next(iter(files))
         element_id, line = _first_process(trees, first)
-        raise BpmnValidationError("no executable process: set isExecutable=\"true\" on the process to run it",
-                                  first, element_id, line)
+        hint = ("every process is marked not executable (isExecutable=\"false\"): choose 'make executable' "
+                "to deploy them" if any(p.skipped_processes for p in prepared.values())
+                else "the files define no process with a start event")
+        raise BpmnValidationError(f"no executable process: {hint}", first, element_id, line)
     return bundle, parser
+
+
+def _id_map(prepared: dict, names) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for name in names:
+        if name in prepared:
+            merged.update(prepared[name].id_map)
+    return merged
+
+
+def drawable_xml(text: str) -> tuple[str, dict[str, str]]:
+    """A BPMN text as a diagram library can draw it — ids that are not ``xs:ID`` normalised as the engine
+    normalises them — and the map original id → drawn id (empty when nothing changed)."""
+    try:
+        root = read_xml("diagram.bpmn", text)
+    except BpmnValidationError:
+        return text, {}
+    renamed = normalise_ids(root)
+    if not renamed:
+        return text, {}
+    return etree.tostring(root, encoding="unicode"), {original: new for new, original in renamed.items()}
 
 
 def form_key_of(task_spec) -> str | None:
@@ -293,12 +481,10 @@ def form_key_of(task_spec) -> str | None:
 
 
 def specs_for(files: dict[str, str], dialect: str, process_id: str):
-    """Parse a stored version's files and return ``(spec, subprocess_specs)`` for one process."""
+    """Parse a stored version's files and return ``(spec, subprocess_specs)`` for one process (prepared as at
+    deploy; the deploy already decided which processes run, so every process is taken as executable)."""
     parser = new_parser(dialect)
-    for name, body in files.items():
-        root = read_xml(name, body.encode("utf-8"))
-        if _is_dmn(root):
-            parser.add_dmn_xml(root, filename=name)
-        else:
-            parser.add_bpmn_xml(root, filename=name)
-    return parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
+    _, prepared = _add_files(parser, files, dialect, make_executable=True)
+    spec, subprocess_specs = parser.get_spec(process_id), parser.get_subprocess_specs(process_id)
+    _relabel([spec, *filter(None, subprocess_specs.values())], _id_map(prepared, files))
+    return spec, subprocess_specs

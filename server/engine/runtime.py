@@ -17,7 +17,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -29,12 +29,12 @@ from SpiffWorkflow.bpmn.serializer.workflow import VERSION as SERIALIZER_VERSION
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
-from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
+from .messages import runtime_sentence
 from .parsing import form_key_of, specs_for
-from .scripting import SCRIPT_FILENAME, RestrictedScriptEngine, ScriptTimeout
+from .scripting import SCRIPT_FILENAME, RestrictedScriptEngine, ScriptTimeout, UnsupportedElement
 
 TIMER_EVENT_TYPES = {"TimeDateEventDefinition", "DurationTimerEventDefinition", "CycleTimerEventDefinition"}
 
@@ -246,6 +246,8 @@ class Engine:
         except Exception as err:  # noqa: BLE001 - any engine/script failure becomes an incident
             incident = _incident_from(err, workflow, current["task"])
         result = self._result(version, workflow, incident, steps, known_timers)
+        if result.incident is None and not result.completed and not _waits_on_something(workflow, result):
+            result.incident = _stall_incident(workflow, steps)
         result.human_guids_before, result.had_timers, result.had_messages = before
         result.fired_timer_guids = {str(t.id) for t in timer_tasks if t.state == TaskState.COMPLETED}
         return result
@@ -307,6 +309,19 @@ class Engine:
     def fire_timers(self, version: VersionRef, state: dict) -> RunResult:
         """Let every timer whose due time has passed fire, then run the engine on."""
         workflow = self._load(version, state)
+        return self._run(version, workflow, workflow.refresh_timers)
+
+    def fire_timers_now(self, version: VersionRef, state: dict) -> RunResult:
+        """Fire every waiting timer as if its moment had come (trial runs of a model, e.g. the validate
+        report; instances fire theirs through timer rows and the clock)."""
+        workflow = self._load(version, state)
+        past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+        for task in workflow.event_manager.tasks.values():
+            value = task._get_internal_data("event_value")
+            if isinstance(value, dict):
+                value["next"] = past
+            elif isinstance(value, str) and _is_timer_task(task):
+                task._set_internal_data(event_value=past)
         return self._run(version, workflow, workflow.refresh_timers)
 
     def deliver_message(self, version: VersionRef, state: dict, name: str, payload: Any) -> RunResult:
@@ -513,29 +528,71 @@ def _script_line(err: BaseException) -> int | None:
     return frames[-1].lineno if frames else None
 
 
-def _incident_from(err: Exception, workflow: BpmnWorkflow, running=None) -> IncidentInfo:
-    task = getattr(err, "task", None)
-    element_id = None
-    guid = None
-    if task is not None:
-        element_id = task.task_spec.bpmn_id or task.task_spec.name
-        guid = str(task.id)
+def _waits_on_something(workflow: BpmnWorkflow, result: RunResult) -> bool:
+    """Whether a run that did not complete left the instance waiting for a person, a timer, a message or
+    another event (a call activity's child waits through its own tasks, which these include)."""
+    if result.human_tasks or result.timers or result.messages or result.instant_timers:
+        return True
+    return any(t.state == TaskState.WAITING for t in workflow.event_manager.tasks.values())
+
+
+def _stall_incident(workflow: BpmnWorkflow, steps: int) -> IncidentInfo:
+    """An incident for a run that stopped with nothing to wait for: on the element it stopped at."""
+    tasks = [t for t in _all_tasks(workflow) if t.task_spec.bpmn_id]  # elements of the model, not Spiff's own
+    ready = [t for t in tasks if t.state == TaskState.READY and not t.task_spec.manual]
+    stuck = ready or [t for t in tasks if t.state & (TaskState.WAITING | TaskState.STARTED)]
+    task = max(stuck, key=lambda t: t.depth) if stuck else workflow.last_task
+    element_id = (task.task_spec.bpmn_id or task.task_spec.name) if task is not None else None
+    if ready:
+        # SpiffWorkflow walks a path at most 1,000 tasks deep; a loop with no wait reaches that and stops.
+        message = (f"the process went round and round without waiting for anything and stopped at "
+                   f"'{element_id}' after {steps} steps in this run: does a loop have no way out? (one path may "
+                   "pass at most 1,000 elements without waiting for a person, a timer or a message)")
     else:
-        failed = workflow.get_tasks(state=TaskState.ERROR) or ([running] if running is not None else [])
-        if failed:
-            element_id = failed[0].task_spec.bpmn_id or failed[0].task_spec.name
-            guid = str(failed[0].id)
+        message = (f"the process stopped at '{element_id}' with nothing left to wait for (no task, timer or "
+                   "message): does a flow lead nowhere, or a gateway wait for a path that never comes?")
+    return IncidentInfo(element_id=element_id, message=message,
+                        task_guid=str(task.id) if task is not None else None)
+
+
+def _timer_of(task) -> tuple[str | None, str | None]:
+    """The kind (timeDuration / timeDate / timeCycle) and expression of a timer task, if it is one."""
+    definition = getattr(task.task_spec, "event_definition", None) if task is not None else None
+    kind = {"DurationTimerEventDefinition": "timeDuration", "TimeDateEventDefinition": "timeDate",
+            "CycleTimerEventDefinition": "timeCycle"}.get(type(definition).__name__)
+    return kind, getattr(definition, "expression", None) if kind else None
+
+
+def _timer_task_in(err: BaseException):
+    """The timer task whose due moment was being computed when ``err`` was raised, if it was (the engine
+    raises bare exceptions there, without a task)."""
+    for exc in (err, err.__cause__, err.__context__):
+        tb = exc.__traceback__ if exc is not None else None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.endswith(("event_definitions/timer.py", "event_definitions\\timer.py")):
+                task = tb.tb_frame.f_locals.get("my_task")
+                if task is not None:
+                    return task
+            tb = tb.tb_next
+    return None
+
+
+def _incident_from(err: Exception, workflow: BpmnWorkflow, running=None) -> IncidentInfo:
+    task = getattr(err, "task", None) or _timer_task_in(err)
+    if task is None:
+        failed = [t for t in _all_tasks(workflow) if t.state == TaskState.ERROR] or ([running] if running else [])
+        task = failed[0] if failed else None
+    element_id = (task.task_spec.bpmn_id or task.task_spec.name) if task is not None else None
+    guid = str(task.id) if task is not None else None
     cause = err.__cause__ or err.__context__ or err
+    if isinstance(getattr(err, "exception", None), BaseException):
+        cause = err.exception
+    line = getattr(err, "line_number", None) or _script_line(cause) or None
     if isinstance(cause, ScriptTimeout) or isinstance(err, RunLimitExceeded):
         message = str(cause)
+    elif isinstance(cause, UnsupportedElement):
+        message, line = str(cause), None
     else:
-        message = str(err.args[0]) if err.args else err.__class__.__name__
-        if not isinstance(err, SpiffWorkflowException):
-            message = f"{err.__class__.__name__}: {message}"
-        if cause is not err and str(cause) not in message:
-            message = f"{message}: {cause.__class__.__name__}: {cause}"
-        notes = [n for n in getattr(err, "__notes__", []) if n not in message]
-        if notes:
-            message = f"{message} ({'; '.join(notes)})"
-    line = getattr(err, "line_number", None) or _script_line(cause) or None
+        kind, expression = _timer_of(task)
+        message = runtime_sentence(err, cause, element_id, kind, expression)
     return IncidentInfo(element_id=element_id, message=message[:2000], line=line, task_guid=guid)

@@ -43,8 +43,63 @@ SAFE_BUILTIN_NAMES = (
 )
 SAFE_BUILTINS = {name: getattr(builtins, name) for name in SAFE_BUILTIN_NAMES}
 
-# Helpers every script may use; plain values and pure functions only.
+
+class UnsupportedElement(RuntimeError):
+    """An instance reached an element Flowdesk deployed but cannot run (see ``engine.tolerance``)."""
+
+
+def flowdesk_unsupported(message: str):
+    """Stop the running task with an incident that says why the element cannot run."""
+    raise UnsupportedElement(message)
+
+
+def flowdesk_get(value, key):
+    """``value.key`` / ``value[key]`` of translated expressions: null (None) when either is missing."""
+    if isinstance(value, dict):
+        return value.get(key)
+    if isinstance(value, list | tuple | str) and isinstance(key, int) and -len(value) <= key < len(value):
+        return value[key]
+    return None
+
+
+_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+            ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
+
+
+def flowdesk_compare(left, op: str, right) -> bool:
+    """A comparison of translated expressions: an ordering with null (None) or between values that do not
+    compare (text and number) is false, as FEEL's null is at a gateway."""
+    if op not in ("==", "!=") and (left is None or right is None):
+        return False
+    try:
+        return bool(_COMPARE[op](left, right))
+    except TypeError:
+        return op == "!="
+
+
+# Expressions translated from a modelling tool's dialect (``engine.expressions``): Python text → what the
+# designer wrote. They read a name no process variable has as null, as FEEL does; messages quote the original.
+TRANSLATED_EXPRESSIONS: dict[str, str] = {}
+
+
+class _NullNames(dict):
+    """Locals of a translated expression: names neither in the data nor among the helpers read as None."""
+
+    def __init__(self, known: dict):
+        super().__init__()
+        self.known = known
+
+    def __missing__(self, name):
+        if name in self.known or name in SAFE_BUILTINS:
+            raise KeyError(name)  # found next in the globals or the builtins
+        return None
+
+
+# Helpers every script may use; plain values and pure functions only. ``true``/``false``/``null`` serve
+# conditions written the Java way that are also Python (``approved == true``).
 SCRIPT_GLOBALS: dict[str, Any] = {
+    "true": True, "false": False, "null": None,
+    "flowdesk_unsupported": flowdesk_unsupported, "flowdesk_get": flowdesk_get, "flowdesk_compare": flowdesk_compare,
     "datetime": _datetime.datetime,
     "timedelta": _datetime.timedelta,
     "date": _datetime.date,
@@ -65,6 +120,7 @@ FORBIDDEN_ATTRIBUTE_PREFIXES = ("_", "gi_", "cr_", "ag_", "f_", "tb_", "co_")
 FORBIDDEN_ATTRIBUTES = frozenset({"format", "format_map", "mro"})
 
 SCRIPT_FILENAME = "<bpmn-script>"
+
 
 _services: dict[str, Callable[..., Any]] = {}
 
@@ -172,9 +228,13 @@ class RestrictedEnvironment(TaskDataEnvironment):
 
     def evaluate(self, expression, context, external_context=None):
         """Evaluate a condition or expression against task data."""
-        code = self._compile(expression.strip(), "eval")
+        text = expression.strip()
+        code = self._compile(text, "eval")
         my_globals = self._globals(context, external_context)
         my_globals.update(context)
+        if text in TRANSLATED_EXPRESSIONS:
+            names = _NullNames(my_globals)
+            return self._run_traced(lambda: eval(code, my_globals, names))  # noqa: S307 - sandboxed above
         return self._run_traced(lambda: eval(code, my_globals))  # noqa: S307 - sandboxed above
 
     def execute(self, script, context, external_context=None):

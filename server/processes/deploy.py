@@ -21,12 +21,13 @@ from .models import ProcessVersion
 BUNDLE_SUFFIXES = (".bpmn", ".dmn")
 
 
-def validate_bundle(files: dict[str, bytes]):
-    """Parse and check a bundle without deploying; returns the parsed bundle."""
+def validate_bundle(files: dict[str, bytes], *, make_executable: bool = False):
+    """Parse and check a bundle without deploying; returns the parsed bundle (with its warnings).
+    ``make_executable``: take processes marked ``isExecutable="false"`` as executable."""
     for name in files:
         if not name.endswith(BUNDLE_SUFFIXES) or "/" in name or "\\" in name or name.startswith("."):
             raise BpmnValidationError("only .bpmn and .dmn file names (without folders) are accepted", name)
-    bundle, _ = parse_bundle(files, current_app.config["BPMN_MAX_FILE_BYTES"])
+    bundle, _ = parse_bundle(files, current_app.config["BPMN_MAX_FILE_BYTES"], make_executable=make_executable)
     for process in bundle.processes:
         for element_id, form_key in process.form_keys.items():
             if not form_path(form_key).is_file() or "/" in form_key:
@@ -36,15 +37,16 @@ def validate_bundle(files: dict[str, bytes]):
 
 
 def deploy_bundle(files: dict[str, bytes], *, source: str = "api", actor: User | None = None,
-                  client: str | None = None) -> list[dict]:
-    """Deploy a bundle: each process whose content changed gets a new immutable version."""
-    bundle = validate_bundle(files)
+                  client: str | None = None, make_executable: bool = False) -> list[dict]:
+    """Deploy a bundle: each process whose content changed gets a new immutable version. Each result
+    carries the warnings of its files (what deploying had to assume)."""
+    bundle = validate_bundle(files, make_executable=make_executable)
     results = []
     for process in bundle.processes:
         latest = latest_version(process.process_id)
         if latest is not None and latest.content_hash == process.content_hash:
             results.append({"process_key": process.process_id, "version": latest.version, "created": False,
-                            "id": latest.id})
+                            "id": latest.id, "warnings": process.warnings})
             continue
         pv = ProcessVersion(
             process_key=process.process_id, version=(latest.version + 1) if latest else 1, name=process.name,
@@ -57,8 +59,10 @@ def deploy_bundle(files: dict[str, bytes], *, source: str = "api", actor: User |
         except IntegrityError:
             raise Conflict(f"process '{process.process_id}' was deployed concurrently; try again") from None
         record_audit("deployed", actor=actor, client=client, element_id=process.process_id,
-                     data={"version": pv.version, "file": process.file_name, "hash": process.content_hash})
-        results.append({"process_key": pv.process_key, "version": pv.version, "created": True, "id": pv.id})
+                     data={"version": pv.version, "file": process.file_name, "hash": process.content_hash,
+                           "warnings": len(process.warnings)})
+        results.append({"process_key": pv.process_key, "version": pv.version, "created": True, "id": pv.id,
+                        "warnings": process.warnings})
     store.forget_versions()
     return results
 

@@ -12,7 +12,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from ..auth.access import client_label, current_principal, roles_required
 from ..auth.models import ROLES
 from ..db import transaction
-from ..engine import BpmnValidationError, registered_services
+from ..engine import BpmnValidationError, drawable_xml, registered_services, xml_text
 from ..errors import AppError, ValidationFailed
 from ..web.layout import problem_for_page
 from . import deploy, forms, instances
@@ -45,24 +45,70 @@ def _uploaded_files() -> dict[str, bytes]:
 def process_list():
     """Deployed processes with their versions; upload a bundle to validate or deploy it."""
     problem, result, uploaded, status = None, None, None, 200
+    make_executable = request.form.get("make_executable") == "1"
     if request.method == "POST":
         try:
             files = _uploaded_files()
-            uploaded = next(((name, data.decode("utf-8", "replace")) for name, data in files.items()
+            uploaded = next(((name, _readable(name, data)) for name, data in files.items()
                              if name.endswith(".bpmn")), None)
             if request.form.get("action") == "deploy":
                 with transaction():
                     result = deploy.deploy_bundle(files, source="page", actor=current_principal(),
-                                                  client=client_label())
+                                                  client=client_label(), make_executable=make_executable)
             else:
-                bundle = deploy.validate_bundle(files)
-                result = [{"process_key": p.process_id, "valid": True} for p in bundle.processes]
+                bundle = deploy.validate_bundle(files, make_executable=make_executable)
+                result = [{"process_key": p.process_id, "valid": True, "warnings": p.warnings}
+                          for p in bundle.processes]
         except BpmnValidationError as err:
             problem, status = _bpmn_problem(err), 422
         except AppError as err:
             problem, status = problem_for_page(err), err.status
+    warnings = _unique_warnings(result or [])
+    marks = [{"element": w["element_id"], "message": w["message"]} for w in warnings
+             if uploaded and w["file"] == uploaded[0] and w["element_id"]]
     return render_template("designer/processes.html", processes=deploy.list_processes(), problem=problem,
-                           result=result, uploaded=uploaded), status
+                           result=result, uploaded=uploaded, warnings=warnings, diagram_warnings=marks,
+                           make_executable=make_executable), status
+
+
+@pages.app_template_filter("drawable")
+def drawable(spec: dict) -> dict:
+    """A diagram spec bpmn-js can draw: ids that are not ``xs:ID`` (which bpmn-js cannot resolve) renamed as
+    the engine renames them, and the elements that errors, warnings and states name renamed with them."""
+    xml, drawn = drawable_xml(spec["xml"])
+    if not drawn:
+        return spec
+    marks = {key: [_drawn_mark(m, drawn) for m in spec[key]] for key in ("errors", "warnings") if spec.get(key)}
+    state = {kind: [drawn.get(e, e) for e in ids] for kind, ids in (spec.get("state") or {}).items()}
+    return {**spec, "xml": xml, **marks, **({"state": state} if state else {})}
+
+
+def _drawn_mark(mark: dict, drawn: dict[str, str]) -> dict:
+    """A mark on a renamed element: drawn on the new id, its note naming the id the designer wrote."""
+    original = mark.get("element")
+    if original not in drawn:
+        return mark
+    return {**mark, "element": drawn[original], "message": f"{original}: {mark['message']}"}
+
+
+def _readable(name: str, data: bytes) -> str:
+    """An uploaded file as text for the diagram (in the encoding it declares, when it can be read)."""
+    try:
+        return xml_text(name, data)
+    except BpmnValidationError:
+        return data.decode("utf-8", "replace")
+
+
+def _unique_warnings(results: list[dict]) -> list[dict]:
+    """The warnings of every deployed process, once each (processes of one file share theirs)."""
+    seen, unique = set(), []
+    for result in results:
+        for warning in result.get("warnings") or []:
+            key = (warning["file"], warning["element_id"], warning["message"])
+            if key not in seen:
+                seen.add(key)
+                unique.append(warning)
+    return unique
 
 
 @pages.route("/processes/<process_key>")

@@ -39,15 +39,17 @@ DESIGN = ("designer", "admin")
 MANAGE_TASKS = ("designer", "admin", "sales_manager", "director", "dispatcher", "service_manager")
 
 
-def _uploaded_bundle() -> dict[str, bytes]:
-    """A bundle from a multipart upload ('files') or a JSON body {files: {name: xml}}."""
+def _uploaded_bundle() -> tuple[dict[str, bytes], bool]:
+    """A bundle from a multipart upload ('files', 'make_executable') or a JSON body
+    {files: {name: xml}, make_executable}; returns the files and the make-executable choice."""
     if request.files:
-        return {f.filename or "upload.bpmn": f.read() for f in request.files.getlist("files")}
+        choice = request.form.get("make_executable", "").strip().lower() in ("1", "true", "on", "yes")
+        return {f.filename or "upload.bpmn": f.read() for f in request.files.getlist("files")}, choice
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ValidationFailed("send multipart 'files' or JSON {\"files\": {name: xml}}")
     loaded = FilesInputSchema().load(body)
-    return {name: text.encode("utf-8") for name, text in loaded["files"].items()}
+    return {name: text.encode("utf-8") for name, text in loaded["files"].items()}, loaded["make_executable"]
 
 
 @blp.route("/processes", methods=["GET"])
@@ -61,7 +63,8 @@ def list_processes():
 _BUNDLE_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": FilesInputSchema},
     "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "make_executable": {"type": "boolean"}}}},
 }}}
 
 
@@ -71,9 +74,10 @@ _BUNDLE_BODY = {"requestBody": {"required": True, "content": {
 @roles_required(*DESIGN)
 def deploy():
     """Validate and deploy a bundle of BPMN/DMN files; changed processes get a new version."""
-    files = _uploaded_bundle()
+    files, make_executable = _uploaded_bundle()
     with transaction():
-        return deployment.deploy_bundle(files, actor=current_principal(), client=client_label())
+        return deployment.deploy_bundle(files, actor=current_principal(), client=client_label(),
+                                        make_executable=make_executable)
 
 
 @blp.route("/processes/validate", methods=["POST"])
@@ -81,9 +85,11 @@ def deploy():
 @blp.response(200, ValidationResultSchema)
 @roles_required(*DESIGN)
 def validate_bundle():
-    """Check a bundle without deploying it (422 with file, element id and line when invalid)."""
-    bundle = deployment.validate_bundle(_uploaded_bundle())
-    return {"valid": True, "dialect": bundle.dialect, "processes": bundle.processes}
+    """Check a bundle without deploying it (422 with file, element id and line when invalid; the warnings
+    say what deploying would assume)."""
+    files, make_executable = _uploaded_bundle()
+    bundle = deployment.validate_bundle(files, make_executable=make_executable)
+    return {"valid": True, "dialect": bundle.dialect, "processes": bundle.processes, "warnings": bundle.warnings}
 
 
 @blp.route("/processes/<process_key>/versions", methods=["GET"])

@@ -9,6 +9,17 @@ class FilesInputSchema(Schema):
     """A bundle as JSON: file name → XML text (multipart upload with 'files' is also accepted)."""
 
     files = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    make_executable = fields.Boolean(load_default=False, metadata={
+        "description": "deploy processes marked isExecutable=\"false\" too (each named in the warnings)"})
+
+
+class DeployWarningSchema(Schema):
+    """Something deploying had to assume: where (file, element id, line) and what."""
+
+    file = fields.String(allow_none=True)
+    element_id = fields.String(allow_none=True)
+    line = fields.Integer(allow_none=True)
+    message = fields.String()
 
 
 class DeployResultSchema(Schema):
@@ -16,6 +27,7 @@ class DeployResultSchema(Schema):
     version = fields.Integer()
     created = fields.Boolean(metadata={"description": "false when the content was unchanged"})
     id = fields.Integer()
+    warnings = fields.List(fields.Nested(DeployWarningSchema))
 
 
 class ParsedProcessSchema(Schema):
@@ -24,12 +36,14 @@ class ParsedProcessSchema(Schema):
     file_name = fields.String()
     content_hash = fields.String()
     form_keys = fields.Dict(keys=fields.String(), values=fields.String())
+    warnings = fields.List(fields.Nested(DeployWarningSchema))
 
 
 class ValidationResultSchema(Schema):
     valid = fields.Boolean()
     dialect = fields.String()
     processes = fields.List(fields.Nested(ParsedProcessSchema))
+    warnings = fields.List(fields.Nested(DeployWarningSchema))
 
 
 class ProcessSummarySchema(Schema):

@@ -34,15 +34,17 @@ function paint(viewer, state) {
   }
 }
 
-function markErrors(viewer, errors) {
+// Mark each {element, message} on its element with a note: errors in the failed style, deploy
+// warnings in the warning style.
+function markErrors(viewer, errors, marker = "fd-failed", noteClass = "fd-error-note") {
   const overlays = viewer.get("overlays");
   const registry = viewer.get("elementRegistry");
   const canvas = viewer.get("canvas");
   for (const error of errors || []) {
     if (!error.element || !registry.get(error.element)) continue;
-    canvas.addMarker(error.element, "fd-failed");
+    canvas.addMarker(error.element, marker);
     const note = document.createElement("div");
-    note.className = "fd-error-note";
+    note.className = noteClass;
     note.setAttribute("role", "note");
     note.textContent = error.message;
     overlays.add(error.element, { position: { bottom: -4, left: 0 }, html: note });
@@ -113,7 +115,7 @@ function addZoomControls(viewer, container) {
 
 /**
  * Render every [data-bpmn] container on the page: data-bpmn names a JSON block with
- * {xml, state?, errors?, options?}; ``create(container, spec)`` builds the bpmn-js instance and
+ * {xml, state?, errors?, warnings?, options?}; ``create(container, spec)`` builds the bpmn-js instance and
  * ``ready(viewer, container, spec)`` (optional) finishes the page's own wiring once it is drawn.
  */
 export function mountAll(create, ready) {
@@ -131,6 +133,7 @@ export function mountAll(create, ready) {
     window.addEventListener("resize", () => viewer.get("canvas").resized());
     if (spec.state) paint(viewer, spec.state);
     if (spec.errors) markErrors(viewer, spec.errors);
+    if (spec.warnings) markErrors(viewer, spec.warnings, "fd-warning", "fd-warning-note");
     if (ready) ready(viewer, container, spec);
     container.dataset.rendered = "true";
   });
