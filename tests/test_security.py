@@ -229,6 +229,24 @@ def test_script_escapes_are_refused_at_deploy_on_their_element_and_line(app, dep
         assert db.session.query(ProcessVersion).count() == 0
 
 
+# What could swallow the time limit's exception (or hook into the interpreter) is refused on its own line.
+SWALLOWS = [
+    ("x = 1\ntry:\n    x = 2\nexcept:\n    x = 3", 4),
+    ("x = 1\nfor i in items:\n    try:\n        x = 2\n    finally:\n        continue", 6),
+    ("x = 1\nclass Quiet:\n    def __exit__(self, *args):\n        return True", 3),
+]
+
+
+@pytest.mark.parametrize("script, line", SWALLOWS)
+def test_scripts_that_could_swallow_their_time_limit_are_refused_at_deploy(app, deploy, script, line):
+    body = deploy(files={"cycle.bpmn": CYCLE.replace(SCRIPT, script)}, expect=422)
+    script_line = next(n for n, text in enumerate(CYCLE.splitlines(), 1) if "<bpmn:script>" in text)
+    assert body["element_id"] == "compute_total" and body["line"] == script_line + line - 1, body
+    assert "not allowed" in body["detail"]
+    with app.app_context():
+        assert db.session.query(ProcessVersion).count() == 0
+
+
 @pytest.mark.parametrize("script, error", [
     ("x = type(items)", "is not defined"),  # a common data field name: not refused by name, just not there
     ("x = json.codecs.sys.modules", "has no attribute 'codecs'"),  # helpers are plain functions, not modules
