@@ -13,6 +13,7 @@ from ..auth.access import client_label, current_principal, roles_required
 from ..db import transaction
 from ..engine import BpmnValidationError
 from ..errors import AppError, ValidationFailed
+from ..security.json_depth import check_json_field
 from ..web import problem_for_page
 from . import services
 from .models import INSTANCE_STATUSES
@@ -80,6 +81,7 @@ def process_detail(process_key):
 @roles_required(*DESIGN)
 def start_from_page(process_key):
     """Start an instance of the latest version with JSON data typed in the page, then show it."""
+    check_json_field(request.form.get("data") or "", "data")
     try:
         data = json.loads(request.form.get("data") or "{}")
     except ValueError as err:
