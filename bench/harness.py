@@ -130,9 +130,9 @@ def wait_until_serving(port: int, server: subprocess.Popen, timeout: float = 60.
 @contextmanager
 def running_server(lane: str, web_workers: int, threads: int, seed: bool = False) -> Iterator[tuple[int, int]]:
     """Migrate, create the ``bench`` designer, deploy workflows/ (and seed the demo data), then serve with
-    gunicorn as ``run`` starts it (``server.cli.gunicorn_command``) on a bench port; yields the port and
+    gunicorn as ``run`` starts it (``server.commands.gunicorn_command``) on a bench port; yields the port and
     the gunicorn master's process id."""
-    from server.cli import gunicorn_command
+    from server.commands import gunicorn_command
 
     with server_env(lane) as env:
         cli(env, "create-user", "bench", "--role", "designer", "--password", PASSWORD)

@@ -40,17 +40,17 @@ def environment(env: dict) -> Iterator[None]:
 
 
 def start_waiting(app, count: int, first_due: datetime, spread_seconds: float) -> list[int]:
-    """Start ``count`` instances of the bench process, as the product does (``services.start_instance``,
+    """Start ``count`` instances of the bench process, as the product does (``instances.start_instance``,
     one transaction each); their timers fall due evenly over ``spread_seconds`` from ``first_due``."""
     from server.db import transaction
-    from server.processes import services
+    from server.processes import instances
 
     ids = []
     with app.app_context():
         for n in range(count):
             due = first_due + timedelta(seconds=spread_seconds * n / max(1, count))
             with transaction():
-                view = services.start_instance("timer_bench", {"due_at": due.isoformat()})
+                view = instances.start_instance("timer_bench", {"due_at": due.isoformat()})
             ids.append(view["instance"].id)
     return ids
 
@@ -61,7 +61,7 @@ def baseline(app, count: int = BASELINE_TIMERS) -> tuple[float, float, float]:
     wait before the real run)."""
     from server.db import transaction, utcnow
     from server.extensions import db
-    from server.processes import services
+    from server.processes import timers
     from server.processes.models import Timer
 
     due = utcnow() + timedelta(seconds=count / 50)  # after the last start (a timer due at its start just runs)
@@ -74,7 +74,7 @@ def baseline(app, count: int = BASELINE_TIMERS) -> tuple[float, float, float]:
         began, cpu = time.perf_counter(), time.process_time()
         for timer_id in timer_ids:
             with transaction():
-                services.fire_timer(timer_id)
+                timers.fire_timer(timer_id)
         elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
         left = db.session.scalar(select(func.count()).select_from(Timer).where(
             Timer.instance_id.in_(instance_ids), Timer.fired_at.is_(None)))
@@ -157,11 +157,11 @@ def run_lane(lane: str, count: int, spread: float, workers: int, poll_seconds: f
         env["FLOWDESK_TIMER_POLL_SECONDS"] = str(poll_seconds)
         from server.app import create_app
         from server.db import transaction, utcnow
-        from server.processes import services
+        from server.processes import deploy
 
         app = create_app({"LOG_LEVEL": "WARNING"})
         with app.app_context(), transaction():
-            services.deploy_bundle({BPMN.name: BPMN.read_bytes()}, source="bench")
+            deploy.deploy_bundle({BPMN.name: BPMN.read_bytes()}, source="bench")
         baseline_rate, baseline_cpu, starts_per_second = baseline(app)
         # The first timer falls due a little after the last one is created (estimated from the baseline's
         # starts, with room to spare), so all of them are pending before delivery begins.

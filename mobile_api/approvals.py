@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from server.auth.access import client_label, current_principal, roles_required
-from server.sales import services
+from server.sales import approvals as discount_approvals
 from server.sales.schemas import ApprovalSchema, DecisionSchema, DelegateSchema
 
 from .idempotency import idempotent
@@ -24,7 +24,8 @@ _approval = ApprovalSchema()
 @roles_required(*APPROVERS)
 def approvals():
     """What waits for my decision."""
-    return [services.approval_context(task) for task in services.pending_approvals(current_principal())]
+    pending = discount_approvals.pending_approvals(current_principal())
+    return [discount_approvals.approval_context(task) for task in pending]
 
 
 @blp.route("/approvals/<int:task_id>", methods=["GET"])
@@ -32,7 +33,7 @@ def approvals():
 @roles_required(*APPROVERS)
 def approval(task_id):
     """One approval with account, lines, margin and history."""
-    return services.approval_context(services.approval_task(task_id, current_principal()))
+    return discount_approvals.approval_context(discount_approvals.approval_task(task_id, current_principal()))
 
 
 @blp.route("/approvals/<int:task_id>/approve", methods=["POST"])
@@ -42,8 +43,8 @@ def approval(task_id):
 @idempotent
 def approve(body, task_id):
     """Approve at my level (the next level, if any, gets it next)."""
-    return _approval.dump(services.decide_approval(task_id, current_principal(), "approve", body["reason"],
-                                                   client=client_label())), 200
+    return _approval.dump(discount_approvals.decide_approval(task_id, current_principal(), "approve", body["reason"],
+                                                             client=client_label())), 200
 
 
 @blp.route("/approvals/<int:task_id>/reject", methods=["POST"])
@@ -53,8 +54,8 @@ def approve(body, task_id):
 @idempotent
 def reject(body, task_id):
     """Reject; a reason is required (422 without)."""
-    return _approval.dump(services.decide_approval(task_id, current_principal(), "reject", body["reason"],
-                                                   client=client_label())), 200
+    return _approval.dump(discount_approvals.decide_approval(task_id, current_principal(), "reject", body["reason"],
+                                                             client=client_label())), 200
 
 
 @blp.route("/approvals/<int:task_id>/delegate", methods=["POST"])
@@ -64,5 +65,6 @@ def reject(body, task_id):
 @idempotent
 def delegate(body, task_id):
     """Hand it to a colleague with the same or higher authority (422 otherwise)."""
-    task = services.delegate_approval(task_id, current_principal(), body["delegate_id"], client=client_label())
-    return _approval.dump(services.approval_context(task)), 200
+    task = discount_approvals.delegate_approval(task_id, current_principal(), body["delegate_id"],
+                                                client=client_label())
+    return _approval.dump(discount_approvals.approval_context(task)), 200

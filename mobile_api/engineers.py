@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
-from server.aftersales import services
+from server.aftersales import engineers, offers, payment, rating, service_requests, visits, workorders
+from server.aftersales import parts as stock
 from server.aftersales.schemas import (
     CompleteJobSchema,
     DeclineSchema,
@@ -81,7 +82,7 @@ def logout():
 @roles_required(*ENGINEER)
 def me():
     """My profile: skills, shift, status, last position, open jobs."""
-    return services.engineer_of(current_principal())
+    return engineers.engineer_of(current_principal())
 
 
 @blp.route("/me/status", methods=["POST"])
@@ -91,7 +92,7 @@ def me():
 @idempotent
 def set_status(body):
     """Available, on a break, or off duty."""
-    return _engineer.dump(services.set_engineer_status(current_principal(), body["status"])), 200
+    return _engineer.dump(engineers.set_engineer_status(current_principal(), body["status"])), 200
 
 
 @blp.route("/me/position", methods=["POST"])
@@ -101,7 +102,7 @@ def set_status(body):
 @idempotent
 def ping(body):
     """Where I am (the phone sends this every minute or so)."""
-    return _engineer.dump(services.ping_position(current_principal(), body["lat"], body["lon"], body["at"])), 200
+    return _engineer.dump(engineers.ping_position(current_principal(), body["lat"], body["lon"], body["at"])), 200
 
 
 # -- work orders ------------------------------------------------------------------------
@@ -111,8 +112,8 @@ def ping(body):
 @roles_required(*ENGINEER)
 def work_orders(query):
     """My work orders: offered, open (offered or in progress) or closed; cursor pagination."""
-    items = services.engineer_work_orders(current_principal(), scope=query["scope"], limit=query["limit"],
-                                          after_id=query["cursor"])
+    items = workorders.engineer_work_orders(current_principal(), scope=query["scope"], limit=query["limit"],
+                                            after_id=query["cursor"])
     return {"items": items, "next_cursor": str(items[-1].id) if len(items) == query["limit"] else None}
 
 
@@ -121,12 +122,12 @@ def work_orders(query):
 @roles_required(*ENGINEER)
 def work_order(request_id):
     """One of my work orders, with the asset's past requests, parts used and notes."""
-    req, _ = services.work_order_for(request_id, current_principal())
-    return services.request_detail(req)
+    req, _ = workorders.work_order_for(request_id, current_principal())
+    return service_requests.request_detail(req)
 
 
 def _answer(req) -> tuple[dict, int]:
-    return _detail.dump(services.request_detail(req)), 200
+    return _detail.dump(service_requests.request_detail(req)), 200
 
 
 @blp.route("/work-orders/<int:request_id>/accept", methods=["POST"])
@@ -135,7 +136,7 @@ def _answer(req) -> tuple[dict, int]:
 @idempotent
 def accept(request_id):
     """Accept the offered work order."""
-    return _answer(services.respond_to_offer(request_id, current_principal(), True, client=client_label()))
+    return _answer(offers.respond_to_offer(request_id, current_principal(), True, client=client_label()))
 
 
 @blp.route("/work-orders/<int:request_id>/decline", methods=["POST"])
@@ -145,7 +146,7 @@ def accept(request_id):
 @idempotent
 def decline(body, request_id):
     """Decline the offer (with a reason); it goes to the next engineer and never back to me."""
-    req = services.respond_to_offer(request_id, current_principal(), False, body["reason"], client=client_label())
+    req = offers.respond_to_offer(request_id, current_principal(), False, body["reason"], client=client_label())
     return _order.dump(req), 200
 
 
@@ -156,8 +157,8 @@ def decline(body, request_id):
 @idempotent
 def change_status(body, request_id):
     """On my way (en_route) or arrived (on_site), with my position."""
-    return _answer(services.update_status(request_id, current_principal(), body["status"], body["lat"], body["lon"],
-                                          client=client_label()))
+    return _answer(visits.update_status(request_id, current_principal(), body["status"], body["lat"], body["lon"],
+                                        client=client_label()))
 
 
 @blp.route("/work-orders/<int:request_id>/work-done", methods=["POST"])
@@ -167,8 +168,8 @@ def change_status(body, request_id):
 @idempotent
 def work_done(body, request_id):
     """The repair report: fixed or not (another visit), notes, labour minutes."""
-    return _answer(services.report_work_done(request_id, current_principal(), body["fixed"], body["notes"],
-                                             body["labour_minutes"], client=client_label()))
+    return _answer(visits.report_work_done(request_id, current_principal(), body["fixed"], body["notes"],
+                                           body["labour_minutes"], client=client_label()))
 
 
 @blp.route("/parts", methods=["GET"])
@@ -177,7 +178,7 @@ def work_done(body, request_id):
 @roles_required(*ENGINEER)
 def parts(query):
     """Search parts, with what is free in my van and in the warehouse."""
-    items = services.search_parts(current_principal(), query["q"], limit=query["limit"], after_id=query["cursor"])
+    items = stock.search_parts(current_principal(), query["q"], limit=query["limit"], after_id=query["cursor"])
     return {"items": items, "next_cursor": str(items[-1]["id"]) if len(items) == query["limit"] else None}
 
 
@@ -195,8 +196,8 @@ def _usage(usage) -> tuple[dict, int]:
 @idempotent
 def reserve(body, request_id):
     """Hold parts for this job (409 when not enough is free)."""
-    return _usage(services.reserve_part(request_id, current_principal(), body["part_id"], body["quantity"],
-                                        body["source"]))
+    return _usage(stock.reserve_part(request_id, current_principal(), body["part_id"], body["quantity"],
+                                     body["source"]))
 
 
 @blp.route("/work-orders/<int:request_id>/parts/consume", methods=["POST"])
@@ -206,8 +207,8 @@ def reserve(body, request_id):
 @idempotent
 def consume(body, request_id):
     """Record parts used (from my reservation, else from free stock; never below zero)."""
-    return _usage(services.consume_part(request_id, current_principal(), body["part_id"], body["quantity"],
-                                        body["source"]))
+    return _usage(stock.consume_part(request_id, current_principal(), body["part_id"], body["quantity"],
+                                     body["source"]))
 
 
 @blp.route("/work-orders/<int:request_id>/parts/return", methods=["POST"])
@@ -217,7 +218,7 @@ def consume(body, request_id):
 @idempotent
 def give_back(body, request_id):
     """Release a reservation or return unused parts to where they came from."""
-    return _usage(services.return_part(request_id, current_principal(), body["usage_id"], body["quantity"]))
+    return _usage(stock.return_part(request_id, current_principal(), body["usage_id"], body["quantity"]))
 
 
 @blp.route("/work-orders/<int:request_id>/payment", methods=["POST"])
@@ -227,9 +228,9 @@ def give_back(body, request_id):
 @idempotent
 def pay(body, request_id):
     """Record the payment (amount must equal what is due; card/transfer need a reference)."""
-    payment = services.record_payment(request_id, current_principal(), body["method"], body["amount"],
-                                      body["reference"], client=client_label())
-    return PaymentSchema().dump(payment), 201
+    paid = payment.record_payment(request_id, current_principal(), body["method"], body["amount"],
+                                  body["reference"], client=client_label())
+    return PaymentSchema().dump(paid), 201
 
 
 @blp.route("/work-orders/<int:request_id>/complete", methods=["POST"])
@@ -239,8 +240,8 @@ def pay(body, request_id):
 @idempotent
 def complete(body, request_id):
     """Complete the job: returns the job sheet with the customer's rating link and QR code."""
-    return JobSheetSchema().dump(services.complete_job(request_id, current_principal(), body["summary"],
-                                                       client=client_label())), 200
+    return JobSheetSchema().dump(visits.complete_job(request_id, current_principal(), body["summary"],
+                                                     client=client_label())), 200
 
 
 @blp.route("/work-orders/<int:request_id>/job-sheet", methods=["GET"])
@@ -248,5 +249,5 @@ def complete(body, request_id):
 @roles_required(*ENGINEER)
 def job_sheet(request_id):
     """The job sheet (rating link once the job is closed)."""
-    req, _ = services.work_order_for(request_id, current_principal())
-    return services.job_sheet(req)
+    req, _ = workorders.work_order_for(request_id, current_principal())
+    return rating.job_sheet(req)

@@ -12,18 +12,39 @@ from flask_smorest import Api
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.routing import IntegerConverter
 
+from mobile_api import approvals as mobile_approvals
+from mobile_api import engineers as mobile_engineers
+
+from . import health
+from .aftersales import offers, payment, rating, sla, visits
+from .aftersales import pages as aftersales_pages
+from .aftersales import routes as aftersales_routes
+from .auth import routes as auth_routes
 from .auth.access import ACCESS_ATTR, current_principal
+from .auth.models import User
+from .commands import register_commands
 from .config import load_config
 from .errors import PermissionDenied, register_error_handlers
 from .extensions import db, login_manager, migrate
+from .jobs import pages as ops_pages
 from .observability import configure_logging, init_request_tracking, register_metrics_route
+from .processes import builtin_services
+from .processes import pages as process_pages
+from .processes import routes as process_routes
+from .sales import accounts, approvals, leads, opportunities, quotes
+from .sales import pages as sales_pages
+from .sales import routes as sales_routes
+from .security.csp import content_security_policy
 from .security.json_depth import init_json_depth_limit
 from .security.ratelimit import init_rate_limits
+from .web import init_web
+
+# Domain modules holding functions that BPMN service tasks call by name (``register_service`` runs
+# when they are imported).
+BPMN_SERVICE_MODULES = (offers, payment, rating, sla, visits, builtin_services, accounts, approvals, leads,
+                        opportunities, quotes)
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
-# Everything from our own origin; no plugins, no framing by other sites, forms and <base> only to us.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; "
-                           "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
 
 PROBLEM_SCHEMA = {
@@ -73,13 +94,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    content_security_policy(app.config["MAP_TILE_URL"])  # a malformed tile URL stops the start, not a request
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     login_manager.init_app(app)
     login_manager.login_view = "auth_pages.login_page"
-
-    from .auth.models import User
 
     @login_manager.user_loader
     def _load_user(user_id: str):
@@ -88,20 +108,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     api = FlowdeskApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    from mobile_api import approvals as mobile_approvals
-    from mobile_api import engineers as mobile_engineers
-
-    from . import health
-    from .aftersales import pages as aftersales_pages
-    from .aftersales import routes as aftersales_routes
-    from .auth import routes as auth_routes
-    from .jobs import pages as ops_pages
-    from .processes import pages as process_pages
-    from .processes import routes as process_routes
-    from .sales import pages as sales_pages
-    from .sales import routes as sales_routes
-    from .web import init_web
-
     api.register_blueprint(auth_routes.blp)
     api.register_blueprint(process_routes.blp)
     api.register_blueprint(health.blp)
@@ -114,8 +120,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(sales_pages.pages)
     app.register_blueprint(process_pages.pages)
     app.register_blueprint(ops_pages.pages)
-    _register_domain_services()
-
     register_error_handlers(app)
     init_request_tracking(app)
     register_metrics_route(app)
@@ -124,17 +128,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     _read_unread_bodies(app)
     init_rate_limits(app)
     init_web(app)  # after the access check: its CSRF check must not answer anonymous callers first
-    from .cli import register_cli
-
-    register_cli(app)
+    register_commands(app)
     return app
-
-
-def _register_domain_services() -> None:
-    """Import domain modules that register BPMN service functions."""
-    from .aftersales import services as aftersales_services  # noqa: F401
-    from .processes import builtin_services  # noqa: F401
-    from .sales import services as sales_services  # noqa: F401
 
 
 def _enforce_access(app: Flask) -> None:
@@ -162,7 +157,7 @@ def _enforce_access(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")  # QR links carry their token in the URL
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(app.config["MAP_TILE_URL"]))
         if request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")  # tokens and per-user data: never cached
         if app.config.get("SESSION_COOKIE_SECURE"):  # served over TLS: browsers must keep to it

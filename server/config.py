@@ -90,6 +90,11 @@ def load_config() -> dict:
         "ASSET_QR_DAYS": _float("FLOWDESK_ASSET_QR_DAYS", 3 * 365),
         "RATING_QR_DAYS": _float("FLOWDESK_RATING_QR_DAYS", 30),
         "PUBLIC_BASE_URL": os.environ.get("FLOWDESK_PUBLIC_BASE_URL"),  # else the request's host
+        # The engineers' map: tiles from this URL template (e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png;
+        # the CSP then admits its origin for images) or, unset, the region's outline from static/.
+        "MAP_TILE_URL": os.environ.get("FLOWDESK_MAP_TILE_URL") or None,
+        "MAP_TILE_ATTRIBUTION": os.environ.get("FLOWDESK_MAP_TILE_ATTRIBUTION", ""),
+        "MAP_OUTLINE": os.environ.get("FLOWDESK_MAP_OUTLINE", "geo/shanghai.geojson"),
         "TIMER_REDELIVER_SECONDS": _float("FLOWDESK_TIMER_REDELIVER_SECONDS", 60.0),
         # Due timers per RQ job: one RQ job costs about 2.5 firings of CPU (and more wall time) of its own.
         "TIMER_BATCH": int(os.environ.get("FLOWDESK_TIMER_BATCH", "50")),

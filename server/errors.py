@@ -12,6 +12,9 @@ from marshmallow import ValidationError as MarshmallowValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from .db import is_concurrency_failure
+from .engine import BpmnValidationError
+
 log = logging.getLogger(__name__)
 
 
@@ -135,8 +138,6 @@ def app_error_response(err: AppError):
 
 def register_error_handlers(app: Flask) -> None:
     """Install the single handler family for our errors, HTTP errors and the unknown."""
-    from .engine import BpmnValidationError
-
     app.register_error_handler(AppError, app_error_response)
 
     @app.errorhandler(BpmnValidationError)
@@ -178,8 +179,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unknown(err: Exception):
-        from .db import is_concurrency_failure
-
         if is_concurrency_failure(err):  # a deadlock the lock order does not cover (several instances at once)
             log.warning("concurrency failure on %s %s: %s", request.method, request.path, err.orig)
             return problem(409, "Conflict", "Someone changed this at the same moment; please try again.")

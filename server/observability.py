@@ -9,6 +9,7 @@ incidents) are read from Redis and the database at scrape time."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -17,21 +18,19 @@ import time
 import uuid
 
 from flask import Flask, Response, current_app, g, has_request_context, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,  # noqa: I001
-)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
+from rq import get_current_job
+from sqlalchemy import func, select
 
-REQUESTS = Counter("flowdesk_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
-LATENCY = Histogram("flowdesk_http_request_seconds", "HTTP request latency", ["endpoint"],
-                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-TIMER_LATENESS = Histogram("flowdesk_timer_lateness_seconds", "Timer fired_at − due_at",
-                           buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+from .auth.access import bearer_token, current_principal, public
+from .db import utcnow
+from .errors import PermissionDenied
+from .extensions import db
+from .jobs.queues import ALL_QUEUES, get_queue
+from .metrics import LATENCY, REQUESTS
+from .processes.models import Incident, Timer
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
@@ -57,8 +56,6 @@ class ContextFilter(logging.Filter):
         if has_request_context() and "request_id" in g:
             record.request_id = g.request_id
         else:
-            from rq import get_current_job
-
             job = get_current_job()
             if job is not None:
                 record.job_id = job.id
@@ -106,13 +103,6 @@ class _SharedState:
     """Scrape-time gauges read from Redis and the database (true for the whole deployment)."""
 
     def collect(self):
-        from sqlalchemy import func, select
-
-        from .db import utcnow
-        from .extensions import db
-        from .jobs.queues import ALL_QUEUES, get_queue
-        from .processes.models import Incident, Timer
-
         depth = GaugeMetricFamily("flowdesk_queue_depth", "Jobs waiting in an RQ queue", labels=["queue"])
         for name in ALL_QUEUES:
             depth.add_metric([name], len(get_queue(name)))
@@ -135,7 +125,7 @@ def metrics_response() -> Response:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY as registry
+        registry = REGISTRY
     state = CollectorRegistry()
     state.register(_SharedState())
     return Response(generate_latest(registry) + generate_latest(state), mimetype=CONTENT_TYPE_LATEST)
@@ -143,11 +133,6 @@ def metrics_response() -> Response:
 
 def register_metrics_route(app: Flask) -> None:
     """``GET /metrics`` for an admin's bearer token, or the scrape token ``FLOWDESK_METRICS_TOKEN``."""
-    import hmac
-
-    from .auth.access import bearer_token, current_principal, public
-    from .errors import PermissionDenied
-
     @app.get("/metrics")
     @public  # checked below: the scrape token, else an admin
     def metrics():

@@ -12,8 +12,9 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from server.aftersales import services
+from server.aftersales import service_requests
 from server.aftersales.dispatch import DispatchRules, exhaustive_choice
+from server.aftersales.engineers import create_engineer
 from server.aftersales.models import Engineer, Part, ServiceRequest, StockLevel
 from server.db import transaction
 from server.extensions import db
@@ -37,13 +38,13 @@ def world(app, deploy, make_user):
     _, manager = make_user("service_manager")
     # Signed the day before the tests' clock starts (a token signed "in the future" is refused).
     with time_machine.travel(START - timedelta(days=1), tick=False), app.app_context(), transaction():
-        account = services.create_account("Bund Tower Offices", "normal")
+        account = service_requests.create_account("Bund Tower Offices", "normal")
         db.session.flush()
-        asset = services.create_asset(account, "SN-1", "LiftLine S2", "elevator", "Bund 1", *SITE,
-                                      warranty_end=date(2020, 1, 1))
+        asset = service_requests.create_asset(account, "SN-1", "LiftLine S2", "elevator", "Bund 1", *SITE,
+                                              warranty_end=date(2020, 1, 1))
         for e in engineers:
-            row = services.create_engineer(f"Engineer {e['user_id']}", ["elevator", "hvac"], e["lat"], e["lon"],
-                                           user_id=e["user_id"], shift_start="00:00", shift_end="00:00")
+            row = create_engineer(f"Engineer {e['user_id']}", ["elevator", "hvac"], e["lat"], e["lon"],
+                                  user_id=e["user_id"], shift_start="00:00", shift_end="00:00")
             db.session.flush()
             e["id"] = row.id
         part = Part(sku="EL-DRV-01", name="Door drive belt", product_line="elevator", unit_price=Decimal("55.00"))
@@ -53,7 +54,7 @@ def world(app, deploy, make_user):
             db.session.add(StockLevel(part_id=part.id, location=f"van:{e['id']}", quantity=3, reserved=0))
         db.session.flush()
         ids = {"asset": asset.id, "part": part.id}
-        token = services.asset_report_token(asset)
+        token = service_requests.asset_report_token(asset)
     return {"engineers": engineers, "dispatcher": dispatcher, "dispatcher_id": dispatcher_id, "manager": manager,
             "token": token, **ids}
 

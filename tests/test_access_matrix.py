@@ -80,7 +80,7 @@ def test_every_endpoint_is_in_the_matrix(app):
 @pytest.fixture
 def principals(app, make_user):
     """One user per role (the engineer with an engineer profile), and anonymous: name → user id."""
-    from server.aftersales.services import create_engineer
+    from server.aftersales.engineers import create_engineer
     from server.db import transaction
     from server.extensions import db
 

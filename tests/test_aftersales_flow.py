@@ -13,7 +13,7 @@ from pathlib import Path
 import time_machine
 from sqlalchemy import select
 
-from server.aftersales import services
+from server.aftersales import service_requests, sla
 from server.aftersales.models import Engineer, Rating, ServiceRequest, StockLevel, WorkOrderEvent
 from server.db import transaction
 from server.extensions import db
@@ -120,7 +120,7 @@ def test_offer_timeout_redispatches_and_sla_escalates(app, client, world, poll_t
         clock.move_to(START + timedelta(minutes=91))  # 75 % of the 2 h response target
         poll_timers()
         run_worker()
-        assert services.sla_state(_request(app, request_id), START + timedelta(minutes=91))["response"]["state"] \
+        assert sla.sla_state(_request(app, request_id), START + timedelta(minutes=91))["response"]["state"] \
             == "warning"
         clock.move_to(START + timedelta(minutes=121))
         poll_timers()
@@ -169,11 +169,12 @@ def test_an_engineer_becoming_available_serves_the_waiting_queue_vip_first(app, 
         for engineer in db.session.scalars(select(Engineer)):
             engineer.status = "off"
             engineer.open_jobs = 2  # one slot left each (max_open_jobs 3 in the BPMN)
-        vip = services.create_account("Hospital", "vip")
+        vip = service_requests.create_account("Hospital", "vip")
         db.session.flush()
-        vip_asset = services.create_asset(vip, "SN-VIP", "LiftLine X4", "elevator", "Ward 3", SITE[0] + 0.05, SITE[1])
+        vip_asset = service_requests.create_asset(vip, "SN-VIP", "LiftLine X4", "elevator", "Ward 3",
+                                                  SITE[0] + 0.05, SITE[1])
         db.session.flush()
-        vip_token = services.asset_report_token(vip_asset)
+        vip_token = service_requests.asset_report_token(vip_asset)
     with time_machine.travel(START, tick=False):
         normal_id = _report(client, world["token"])
         vip_id = _report(client, vip_token)
@@ -191,12 +192,12 @@ def test_an_engineer_becoming_available_serves_the_waiting_queue_vip_first(app, 
 def test_the_offer_and_sla_timers_take_their_durations_from_the_dmn_tables(app, client, world, deploy):
     # A designer shortens the windows by redeploying the two tables (decimal minutes count as seconds).
     workflows = Path(__file__).resolve().parent.parent / "workflows"
-    sla = workflows.joinpath("sla_targets.dmn").read_text().replace("<text>120</text>", "<text>0.5</text>")
+    sla_table = workflows.joinpath("sla_targets.dmn").read_text().replace("<text>120</text>", "<text>0.5</text>")
     timings = workflows.joinpath("service_timings.dmn").read_text()
     for old, new in (("PT10M", "PT20S"), ("PT15M", "PT30S"), ("P14D", "PT1M")):
         timings = timings.replace(f'"{old}"', f'"{new}"')
     deploy("after_sales_service.bpmn", "service_pricing.dmn",
-           files={"sla_targets.dmn": sla, "service_timings.dmn": timings})
+           files={"sla_targets.dmn": sla_table, "service_timings.dmn": timings})
     with time_machine.travel(START, tick=False):
         request_id = _report(client, world["token"])
         with app.app_context():

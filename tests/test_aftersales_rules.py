@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy import func, select
 
-from server.aftersales import reports, services
+from server.aftersales import reports, service_requests
 from server.aftersales.models import PartUsage, ServiceRequest, StockLevel
 from server.db import transaction
 from server.extensions import db
@@ -60,7 +60,7 @@ def test_fifty_concurrent_consumptions_of_ten_parts(app, world):
         stock = db.session.scalar(select(StockLevel).where(StockLevel.location == f"van:{engineer['id']}"))
         assert (stock.quantity, stock.reserved) == (0, 0)
         used = db.session.scalar(select(func.sum(PartUsage.quantity)).where(PartUsage.request_id == request_id,
-                                                                          PartUsage.status == "consumed"))
+                                                                            PartUsage.status == "consumed"))
         assert used == 10
 
 
@@ -114,7 +114,7 @@ def test_qr_tokens_forged_expired_reused_or_for_another_purpose_are_refused(app,
         expired = client.get(f"/report/{token}")
         assert expired.status_code == 410 and "expired" in expired.get_data(as_text=True)
     with app.app_context(), transaction():  # re-issuing the asset's QR code revokes the old one
-        services.get_asset(world["asset"]).qr_generation += 1
+        service_requests.get_asset(world["asset"]).qr_generation += 1
     with time_machine.travel(START, tick=False):
         assert client.get(f"/report/{token}").status_code == 410
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from server.aftersales import services
+from server.aftersales import engineers
 from server.aftersales.dispatch import DispatchRules, cell_of, exhaustive_choice, nearest_engineer, on_shift
 from server.aftersales.models import Engineer
 from server.db import transaction
@@ -20,7 +20,7 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def _populate(rng: random.Random, count: int, centre=(31.23, 121.47), spread=0.6) -> None:
     for n in range(count):
         lat, lon = centre[0] + rng.uniform(-spread, spread), centre[1] + rng.uniform(-spread, spread)
-        engineer = services.create_engineer(
+        engineer = engineers.create_engineer(
             f"E{n}", rng.sample(["hvac", "elevator", "it"], rng.randint(1, 2)), lat, lon,
             shift_start=rng.choice(["00:00", "08:00", "20:00"]), shift_end=rng.choice(["00:00", "17:00", "06:00"]),
             status=rng.choice(["available"] * 4 + ["off", "break"]))
@@ -52,8 +52,8 @@ def test_indexed_dispatch_equals_the_exhaustive_scan(ctx, count, spread):
 
 def test_ties_go_to_the_engineer_with_fewer_open_jobs(ctx):
     with transaction():
-        busy = services.create_engineer("Busy", ["hvac"], 31.3, 121.5)
-        idle = services.create_engineer("Idle", ["hvac"], 31.3, 121.5)
+        busy = engineers.create_engineer("Busy", ["hvac"], 31.3, 121.5)
+        idle = engineers.create_engineer("Idle", ["hvac"], 31.3, 121.5)
         busy.open_jobs, idle.open_jobs = 2, 1
     chosen = nearest_engineer(db.session, 31.31, 121.5, DispatchRules(skill="hvac"), NOW)
     assert chosen.id == idle.id

@@ -95,11 +95,11 @@ def test_lead_to_signed_contract_with_director_and_finance_approval(app, client,
         missing = _complete(client, app, instance, "confirm_needs", {"needs": "short"}, rep, expect=422)
         assert {e["field"] for e in missing["errors"]} >= {"needs", "decision_maker", "budget"}
         _complete(client, app, instance, "confirm_needs", {"needs": "Cooling for two production halls",
-                                                          "decision_maker": "COO", "budget": 120000}, rep)
+                                                           "decision_maker": "COO", "budget": 120000}, rep)
         _complete(client, app, instance, "present_solution", {"demo_date": "2026-04-07",
-                                                             "solution_document": "PROP-2026-17.pdf"}, rep)
+                                                              "solution_document": "PROP-2026-17.pdf"}, rep)
         quote = client.post("/api/v1/quotes", json={"opportunity_id": opp_id, "discount_percent": "25",
-                                                   "lines": [{"product_id": org["product_id"], "quantity": 6}]},
+                                                    "lines": [{"product_id": org["product_id"], "quantity": 6}]},
                             headers=rep)
         assert quote.status_code == 201, quote.get_json()
         quote_id = quote.get_json()["id"]
@@ -173,7 +173,7 @@ def _to_quote_step(app, client, org):
     _complete(client, app, instance, "contact_lead", {"contacted": True}, rep)
     _complete(client, app, instance, "qualify_lead", {"qualified": True, "estimated_value": 50000}, rep)
     _complete(client, app, instance, "confirm_needs", {"needs": "Cooling for the new hall", "decision_maker": "CEO",
-                                                      "budget": 60000}, rep)
+                                                       "budget": 60000}, rep)
     _complete(client, app, instance, "present_solution", {"demo_date": "2026-04-07", "solution_document": "P-1"}, rep)
     return instance, _lead(app, lead_id).opportunity_id, rep
 
@@ -181,7 +181,7 @@ def _to_quote_step(app, client, org):
 def _to_approval(app, client, org, discount="25"):
     instance, opp_id, rep = _to_quote_step(app, client, org)
     quote_id = client.post("/api/v1/quotes", json={"opportunity_id": opp_id, "discount_percent": discount,
-                                                  "lines": [{"product_id": org["product_id"], "quantity": 2}]},
+                                                   "lines": [{"product_id": org["product_id"], "quantity": 2}]},
                            headers=rep).get_json()["id"]
     _complete(client, app, instance, "prepare_quote", {"quote_id": quote_id}, rep)
     return instance, quote_id, rep
@@ -413,15 +413,15 @@ def test_the_public_lead_form_is_rate_limited(app, client, org, monkeypatch):
 
 def test_a_key_account_without_activity_for_k_days_raises_a_reminder(app, org, poll_timers, run_worker):
     from server.aftersales.models import Account
-    from server.sales import services as sales
+    from server.sales import accounts
 
     with time_machine.travel(START, tick=False) as clock:
         with app.app_context(), transaction():
             account = Account(name="Quiet Key Co", tier="key", created_at=START)
             db.session.add(account)
             db.session.flush()
-            sales.watch_key_account(account)
-            sales.watch_key_account(account)  # once only
+            accounts.watch_key_account(account)
+            accounts.watch_key_account(account)  # once only
             account_id = account.id
         clock.move_to(START + timedelta(days=14, minutes=1))
         poll_timers()

@@ -16,7 +16,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from server.aftersales import services as aftersales
+from server.aftersales import rating
 from server.aftersales.models import ServiceRequest
 from server.auth.models import ApiToken
 from server.db import transaction
@@ -42,7 +42,7 @@ def one_minute():
 
 @pytest.mark.parametrize("path", ["/api/v1/auth/token", "/api/mobile/v1/auth/token"])
 def test_after_ten_failed_logins_from_an_address_even_the_right_password_waits(client, make_user, path,
-                                                                                one_minute):
+                                                                               one_minute):
     make_user("engineer", username="eve")
     for _ in range(10):
         assert client.post(path, json={"username": "eve", "password": "guess"}).status_code == 401
@@ -429,8 +429,8 @@ def rating_link(app, client, world):
     with time_machine.travel(START, tick=False):
         request_id = _report(client, world["token"])
         with app.app_context(), transaction():
-            aftersales.close_job(request_id)
-            token = aftersales.rating_token(db.session.get(ServiceRequest, request_id))
+            rating.close_job(request_id)
+            token = rating.rating_token(db.session.get(ServiceRequest, request_id))
     return token
 
 

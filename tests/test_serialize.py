@@ -2,8 +2,8 @@
 
 import pytest
 
+from server.processes.instances import instance_view
 from server.processes.schemas import InstanceDetailSchema, ProcessVersionSchema, TimerSchema
-from server.processes.services import instance_view
 from server.serialize import compiled_dumper, dumps
 
 
@@ -30,14 +30,14 @@ def test_compiled_dumper_many_and_missing_attributes():
 
 def test_json_column_serializer_handles_big_integers():
     assert dumps({"n": 2**70, 1: "x"}) in ('{"n": 1180591620717411303424, "1": "x"}',
-                                            '{"n":1180591620717411303424,"1":"x"}')
+                                           '{"n":1180591620717411303424,"1":"x"}')
 
 
 def test_the_inbox_answers_what_the_task_schema_describes(deploy, start, client, make_user, app):
     from server.auth.models import User
     from server.extensions import db
     from server.processes.schemas import HumanTaskSchema
-    from server.processes.services import inbox
+    from server.processes.tasks import inbox
 
     deploy("approval_escalation.bpmn")
     for _ in range(3):

@@ -1,5 +1,5 @@
 """After-sales pages: the dispatcher's and service manager's desk (intake, open requests with live
-SLA clocks, a request with its dispatch override, engineers with status, load and a plot of their
+SLA clocks, a request with its dispatch override, engineers with status, load and a map of their
 positions, follow-ups, the service report) and the public pages a customer opens from a QR code
 (no login; the signed token in the link is the permission)."""
 
@@ -17,8 +17,8 @@ from ..db import transaction
 from ..errors import AppError, NotFound, ValidationFailed
 from ..extensions import db
 from ..security.ratelimit import public_limit, too_many_requests
-from ..web import problem_for_page
-from . import reports, services, tokens
+from ..web.layout import problem_for_page
+from . import engineers, offers, rating, reports, service_requests, sla, tokens
 from .models import PRIORITIES, Asset, Engineer
 from .schemas import ReportQuerySchema
 
@@ -26,6 +26,8 @@ pages = Blueprint("aftersales_pages", __name__)
 
 DESK = ("dispatcher", "service_manager", "admin")
 PHOTO_TYPES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"RIFF": ".webp"}
+# Engineer status → colour, for the map's circles and the legend beside it alike.
+STATUS_COLOURS = {"available": "#146c2e", "break": "#b26b00", "off": "#6b7280"}
 
 
 # -- desk pages (session login) -------------------------------------------------------------
@@ -38,21 +40,21 @@ def desk_page():
         form = request.form
         try:
             with transaction():
-                req, _created = services.report_fault(int(form.get("asset_id") or 0), form.get("description", ""),
-                                               source="dispatcher", priority=form.get("priority", "normal"),
-                                               reporter_name=form.get("reporter_name") or None,
-                                               reporter_phone=form.get("reporter_phone") or None,
-                                               actor=current_principal(), client=client_label())
+                req, _created = service_requests.report_fault(
+                    int(form.get("asset_id") or 0), form.get("description", ""), source="dispatcher",
+                    priority=form.get("priority", "normal"), reporter_name=form.get("reporter_name") or None,
+                    reporter_phone=form.get("reporter_phone") or None, actor=current_principal(),
+                    client=client_label())
             return redirect(url_for("aftersales_pages.desk_page", created=req.id))
         except AppError as err:
             problem, status = problem_for_page(err), err.status
             if not problem["fields"]:
                 problem["fields"] = {"asset_id": err.detail}
-    requests = services.list_requests(open_only=True, limit=200)
+    requests = service_requests.list_requests(open_only=True, limit=200)
     assets = db.session.scalars(select(Asset).order_by(Asset.id).limit(500)).all()
-    return render_template("desk/service.html", requests=requests, assets=assets, sla=services.sla_state,
+    return render_template("desk/service.html", requests=requests, assets=assets, sla=sla.sla_state,
                            problem=problem, form=form, created=request.args.get("created"),
-                           priorities=PRIORITIES, follow_ups=services.desk_follow_ups()), status
+                           priorities=PRIORITIES, follow_ups=service_requests.desk_follow_ups()), status
 
 
 @pages.route("/desk/requests/<int:request_id>", methods=["GET", "POST"])
@@ -66,23 +68,38 @@ def request_page(request_id):
             if not engineer_id:
                 raise ValidationFailed("choose an engineer", errors=[{"field": "engineer_id", "message": "required"}])
             with transaction():
-                services.override_dispatch(request_id, engineer_id, current_principal(), client=client_label())
+                offers.override_dispatch(request_id, engineer_id, current_principal(), client=client_label())
             return redirect(url_for("aftersales_pages.request_page", request_id=request_id, done="dispatched"))
         except AppError as err:
             problem, status = problem_for_page(err), err.status
-    req = services.get_request(request_id)
-    engineers = db.session.scalars(select(Engineer).order_by(Engineer.status, Engineer.name)).all()
-    return render_template("desk/request.html", req=req, sla=services.sla_state(req),
-                           events=services.events_of(req.id),
-                           engineers=engineers, problem=problem), status
+    req = service_requests.get_request(request_id)
+    engineer_rows = db.session.scalars(select(Engineer).order_by(Engineer.status, Engineer.name)).all()
+    return render_template("desk/request.html", req=req, sla=sla.sla_state(req),
+                           events=service_requests.events_of(req.id),
+                           engineers=engineer_rows, problem=problem), status
+
+
+def _engineer_map(rows: list[Engineer]) -> dict:
+    """The map's spec for map.js: a circle per engineer coloured like the legend, and either the
+    configured tiles or the region's outline (static GeoJSON)."""
+    config = current_app.config
+    markers = [{"lat": p["lat"], "lon": p["lon"], "status": p["engineer"].status, "live": p["live"],
+                "title": " · ".join([p["engineer"].name, _(p["engineer"].status),
+                                     _("%(n)s open jobs", n=p["engineer"].open_jobs),
+                                     _("now") if p["live"] else _("home base")])}
+               for p in engineers.engineer_positions(rows)]
+    tiles = {"url": config["MAP_TILE_URL"], "attribution": config["MAP_TILE_ATTRIBUTION"]} \
+        if config["MAP_TILE_URL"] else None
+    return {"markers": markers, "colours": STATUS_COLOURS, "tiles": tiles,
+            "outline": url_for("static", filename=config["MAP_OUTLINE"])}
 
 
 @pages.route("/desk/engineers")
 @roles_required(*DESK)
 def engineers_page():
-    """Engineers with status, open jobs and last position, and a plot of where they are."""
-    engineers = db.session.scalars(select(Engineer).order_by(Engineer.name)).all()
-    return render_template("desk/engineers.html", engineers=engineers, plot=services.position_plot(engineers))
+    """Engineers with status, open jobs and last position, and a map of where they are."""
+    rows = db.session.scalars(select(Engineer).order_by(Engineer.name)).all()
+    return render_template("desk/engineers.html", engineers=rows, map_spec=_engineer_map(rows), colours=STATUS_COLOURS)
 
 
 @pages.route("/desk/service/report", methods=["GET"])
@@ -129,7 +146,7 @@ def _save_photo(upload) -> str | None:
 def report_page(token):
     """The fault-report page a customer opens from the QR code on a machine."""
     try:
-        asset = services.asset_for_token(token)
+        asset = service_requests.asset_for_token(token)
     except AppError as err:
         return _page_error(err)
     if request.method == "GET":
@@ -139,7 +156,7 @@ def report_page(token):
         return render_template("public/message.html", title=_("Thank you"), message=_("Your report was received.")), 200
     try:
         with transaction():
-            req, created = services.report_fault(
+            req, created = service_requests.report_fault(
                 asset.id, form.get("description", ""), source="qr", reporter_name=form.get("name") or None,
                 reporter_phone=form.get("phone") or None, photo_path=_save_photo(request.files.get("photo")),
                 client=client_label())
@@ -157,11 +174,11 @@ def status_page(token):
     """Where the customer follows their request."""
     try:
         payload = tokens.verify(tokens.REQUEST_STATUS, token, current_app.config["RATING_QR_DAYS"])
-        req = services.get_request(int(payload.get("r", 0)))
+        req = service_requests.get_request(int(payload.get("r", 0)))
     except (AppError, ValueError) as err:
         return _page_error(err if isinstance(err, AppError) else NotFound("no such request"))
-    return render_template("public/status.html", req=req, sla=services.sla_state(req),
-                           events=services.events_of(req.id))
+    return render_template("public/status.html", req=req, sla=sla.sla_state(req),
+                           events=service_requests.events_of(req.id))
 
 
 @pages.route("/rate/<token>", methods=["GET", "POST"])
@@ -170,7 +187,7 @@ def status_page(token):
 def rate_page(token):
     """The rating page a customer opens from the QR code on the job sheet (works once)."""
     try:
-        req = services.request_for_rating_token(token)
+        req = rating.request_for_rating_token(token)
     except AppError as err:
         return _page_error(err)
     if request.method == "GET":
@@ -181,7 +198,7 @@ def rate_page(token):
         stars = 0
     try:
         with transaction():
-            services.rate_job(token, stars, request.form.get("comment"), client=client_label())
+            rating.rate_job(token, stars, request.form.get("comment"), client=client_label())
     except ValidationFailed as err:
         return render_template("public/rate.html", req=req, token=token, error=err.detail), 422
     except AppError as err:

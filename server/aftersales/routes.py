@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ..auth.access import client_label, current_principal, roles_required
 from ..db import transaction
 from ..extensions import db
-from . import reports, services, tokens
+from . import offers, reports, service_requests, tokens
 from .models import Asset, Engineer
 from .schemas import (
     AssetQrSchema,
@@ -38,10 +38,10 @@ PHOTO_TYPES = {b"\xff\xd8\xff": ".jpg", b"\x89PNG": ".png", b"RIFF": ".webp"}
 def create_request(body):
     """Open a service request for an asset (dispatcher form or API); its process starts at once."""
     with transaction():
-        req, _ = services.report_fault(body["asset_id"], body["description"], source="dispatcher",
-                                       priority=body["priority"], reporter_name=body["reporter_name"],
-                                       reporter_phone=body["reporter_phone"], actor=current_principal(),
-                                       client=client_label())
+        req, _ = service_requests.report_fault(body["asset_id"], body["description"], source="dispatcher",
+                                               priority=body["priority"], reporter_name=body["reporter_name"],
+                                               reporter_phone=body["reporter_phone"], actor=current_principal(),
+                                               client=client_label())
     return req
 
 
@@ -51,8 +51,9 @@ def create_request(body):
 @roles_required(*DESK)
 def list_requests(query):
     """Requests newest first, with their SLA clocks (filters: status, open; cursor: the last id seen)."""
-    return services.list_requests(status=query["status"], open_only=query["open"], engineer_id=query["engineer_id"],
-                                  limit=query["limit"], after_id=query["cursor"])
+    return service_requests.list_requests(status=query["status"], open_only=query["open"],
+                                          engineer_id=query["engineer_id"], limit=query["limit"],
+                                          after_id=query["cursor"])
 
 
 @blp.route("/service-requests/<int:request_id>", methods=["GET"])
@@ -60,7 +61,7 @@ def list_requests(query):
 @roles_required(*DESK)
 def get_request(request_id):
     """A request with its asset, engineer, status log, parts and the asset's history."""
-    return services.request_detail(services.get_request(request_id))
+    return service_requests.request_detail(service_requests.get_request(request_id))
 
 
 @blp.route("/service-requests/<int:request_id>/dispatch", methods=["POST"])
@@ -70,8 +71,8 @@ def get_request(request_id):
 def override_dispatch(body, request_id):
     """Send the job to a named engineer instead of the automatic choice (before it is accepted)."""
     with transaction():
-        return services.override_dispatch(request_id, body["engineer_id"], current_principal(),
-                                          client=client_label())
+        return offers.override_dispatch(request_id, body["engineer_id"], current_principal(),
+                                        client=client_label())
 
 
 @blp.route("/assets", methods=["GET"])
@@ -87,7 +88,7 @@ def list_assets():
 @roles_required(*DESK)
 def get_asset(asset_id):
     """One asset."""
-    return services.get_asset(asset_id)
+    return service_requests.get_asset(asset_id)
 
 
 @blp.route("/assets/<int:asset_id>/qr", methods=["GET"])
@@ -95,8 +96,8 @@ def get_asset(asset_id):
 @roles_required(*DESK)
 def asset_qr(asset_id):
     """The fault-report link printed on the asset, with its QR code as SVG."""
-    asset = services.get_asset(asset_id)
-    url = tokens.public_url(f"/report/{services.asset_report_token(asset)}")
+    asset = service_requests.get_asset(asset_id)
+    url = tokens.public_url(f"/report/{service_requests.asset_report_token(asset)}")
     return {"asset_id": asset.id, "url": url, "svg": tokens.qr_svg(url)}
 
 

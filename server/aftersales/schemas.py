@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from .models import ENGINEER_STATUSES, PAYMENT_METHODS, PRIORITIES
+from .sla import sla_state
 
 
 class AccountSchema(Schema):
@@ -62,8 +63,6 @@ class SlaSchema(Schema):
 
 
 def _sla(req):
-    from .services import sla_state
-
     return sla_state(req)
 
 

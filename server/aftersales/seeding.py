@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from ..auth.services import ensure_user
 from ..extensions import db
-from . import services
+from . import service_requests
+from .engineers import create_engineer
 from .models import Account, Asset, Part, StockLevel
 
 
@@ -42,13 +43,13 @@ def load_service_seeds(spec: dict) -> dict:
                                   reserved=0))
     assets = []
     for index, a in enumerate(spec["accounts"]):
-        account = services.create_account(a["name"], a["tier"])
+        account = service_requests.create_account(a["name"], a["tier"])
         db.session.flush()
         for n in range(spec["assets_per_account"]):
             line = a["product_lines"][n % len(a["product_lines"])]
             lat, lon = _around(rng, city["lat"], city["lon"], city["radius_km"])
             installed = today - timedelta(days=rng.randint(60, 2500))
-            assets.append(services.create_asset(
+            assets.append(service_requests.create_asset(
                 account, f"SN-{index + 1:02d}{n + 1:02d}-{rng.randint(1000, 9999)}", rng.choice(spec["models"][line]),
                 line, f"{a['name']}, {city['name']}", lat, lon, install_date=installed,
                 warranty_end=installed + timedelta(days=730),
@@ -60,17 +61,17 @@ def load_service_seeds(spec: dict) -> dict:
     demo_asset = assets[0]
     demo_user = ensure_user(demo["username"], "unused-demo-password", ["engineer"], full_name=demo["name"])
     # The demo engineer waits a few hundred metres from the first asset, so the printed QR link reaches them.
-    engineers.append(services.create_engineer(demo["name"], demo["skills"], demo_asset.lat + 0.003,
-                                              demo_asset.lon + 0.003, user_id=demo_user.id,
-                                              shift_start=demo["shift"][0], shift_end=demo["shift"][1]))
+    engineers.append(create_engineer(demo["name"], demo["skills"], demo_asset.lat + 0.003,
+                                     demo_asset.lon + 0.003, user_id=demo_user.id,
+                                     shift_start=demo["shift"][0], shift_end=demo["shift"][1]))
     for n in range(eng["count"]):
         username = f"{eng['username_prefix']}{n + 1:02d}"
         user = ensure_user(username, eng["password"], ["engineer"], full_name=f"Engineer {n + 1:02d}")
         skills = rng.sample(eng["skills"], rng.choice([1, 2, 2, 3]))
         lat, lon = _around(rng, city["lat"], city["lon"], city["radius_km"])
         shift = rng.choice(eng["shifts"])
-        engineers.append(services.create_engineer(user.full_name, skills, lat, lon, user_id=user.id,
-                                                  shift_start=shift[0], shift_end=shift[1]))
+        engineers.append(create_engineer(user.full_name, skills, lat, lon, user_id=user.id,
+                                         shift_start=shift[0], shift_end=shift[1]))
     db.session.flush()
     low, high = spec["van_quantity"]
     for engineer in engineers:
@@ -85,4 +86,4 @@ def load_service_seeds(spec: dict) -> dict:
 def demo_report_link() -> str | None:
     """The fault-report link of the first seeded asset (printed by the run command)."""
     asset = db.session.scalar(select(Asset).order_by(Asset.id).limit(1))
-    return f"/report/{services.asset_report_token(asset)}" if asset else None
+    return f"/report/{service_requests.asset_report_token(asset)}" if asset else None

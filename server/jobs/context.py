@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 from flask import Flask, has_app_context
 
+from ..extensions import db
+
 _worker_app: Flask | None = None
 
 
@@ -23,15 +25,12 @@ def job_context() -> Iterator[None]:
     if has_app_context():
         yield
         return
-    global _worker_app
     if _worker_app is None:
-        from ..app import create_app
-
-        _worker_app = create_app()
+        # The worker bootstrap (``python -m server.cli worker``) hands over its app; this module does not
+        # build one, so jobs never depend on the composition root.
+        raise RuntimeError("no application for this job: run workers with `python -m server.cli worker`")
     with _worker_app.app_context():
         try:
             yield
         finally:
-            from ..extensions import db
-
             db.session.remove()

@@ -18,14 +18,8 @@ from flask import current_app
 
 from ..db import utcnow
 from ..extensions import db
-from ..processes import services
-from ..processes.jobs import (
-    GIVEN_BACK_KEY,
-    QUEUED_CLAIM_PERIODS,
-    fire_timers_job,
-    handed_key,
-    redeliver_seconds,
-)
+from ..processes import timers
+from ..processes.jobs import GIVEN_BACK_KEY, QUEUED_CLAIM_PERIODS, fire_timers_job, handed_key, redeliver_seconds
 from .queues import TIMERS, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -40,7 +34,7 @@ def enqueue_due_timers(now=None, handed: dict[int, float] | None = None) -> int:
     its own hand-overs: timers it handed within the last redeliver period are not claimed again, so a
     backlog waiting in the queue costs each round one query rather than a Redis command per timer."""
     now = now or utcnow()
-    ids = services.due_timer_ids(now)
+    ids = timers.due_timer_ids(now)
     db.session.rollback()  # end the read transaction before talking to Redis
     conn = get_redis()
     if handed is not None:

@@ -11,7 +11,7 @@ from ..db import is_concurrency_failure, transaction
 from ..errors import Conflict
 from ..jobs.context import job_context
 from ..jobs.queues import get_redis
-from . import services
+from . import timers
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,11 @@ def arm_redelivery(timer_ids: list[int]) -> None:
 def _fire_one(timer_id: int) -> str:
     try:
         with transaction():
-            fired = services.fire_timer(timer_id)
+            fired = timers.fire_timer(timer_id)
     except Conflict:
         # The instance moved on concurrently: forget it so the poller re-delivers at once.
         outcome = "conflict"
-    except services.TimerNotDue:
+    except timers.TimerNotDue:
         outcome = "not-due"
     except OperationalError as err:
         if not is_concurrency_failure(err):

@@ -10,18 +10,19 @@ import json
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from ..auth.access import client_label, current_principal, roles_required
+from ..auth.models import ROLES
 from ..db import transaction
-from ..engine import BpmnValidationError
+from ..engine import BpmnValidationError, registered_services
 from ..errors import AppError, ValidationFailed
 from ..security.json_depth import check_json_field
-from ..web import problem_for_page
-from . import services
+from ..web.layout import problem_for_page
+from . import deploy, forms, instances
 from .models import INSTANCE_STATUSES
 
 pages = Blueprint("designer_pages", __name__, url_prefix="/designer")
 DESIGN = ("designer", "admin")
-ACTIONS = {"suspend": services.suspend_instance, "resume": services.resume_instance,
-           "terminate": services.terminate_instance, "retry": services.retry_instance}
+ACTIONS = {"suspend": instances.suspend_instance, "resume": instances.resume_instance,
+           "terminate": instances.terminate_instance, "retry": instances.retry_instance}
 
 
 def _bpmn_problem(err: BpmnValidationError) -> dict:
@@ -52,16 +53,16 @@ def process_list():
                              if name.endswith(".bpmn")), None)
             if request.form.get("action") == "deploy":
                 with transaction():
-                    result = services.deploy_bundle(files, source="page", actor=current_principal(),
-                                                    client=client_label())
+                    result = deploy.deploy_bundle(files, source="page", actor=current_principal(),
+                                                  client=client_label())
             else:
-                bundle = services.validate_bundle(files)
+                bundle = deploy.validate_bundle(files)
                 result = [{"process_key": p.process_id, "valid": True} for p in bundle.processes]
         except BpmnValidationError as err:
             problem, status = _bpmn_problem(err), 422
         except AppError as err:
             problem, status = problem_for_page(err), err.status
-    return render_template("designer/processes.html", processes=services.list_processes(), problem=problem,
+    return render_template("designer/processes.html", processes=deploy.list_processes(), problem=problem,
                            result=result, uploaded=uploaded), status
 
 
@@ -69,10 +70,10 @@ def process_list():
 @roles_required(*DESIGN)
 def process_detail(process_key):
     """A process: its versions, and the chosen version's diagram."""
-    versions = services.list_versions(process_key)
+    versions = deploy.list_versions(process_key)
     chosen = request.args.get("version", type=int) or versions[0].version
-    name, xml = services.version_xml(process_key, chosen)
-    counts = services.instance_counts(process_key)
+    name, xml = deploy.version_xml(process_key, chosen)
+    counts = instances.instance_counts(process_key)
     return render_template("designer/process.html", key=process_key, versions=versions, chosen=chosen,
                            file_name=name, xml=xml, counts=counts)
 
@@ -90,18 +91,25 @@ def start_from_page(process_key):
     if not isinstance(data, dict):
         raise ValidationFailed("the start data must be a JSON object", errors=[{"field": "data", "message": "{…}"}])
     with transaction():
-        view = services.start_instance(process_key, data, business_key=request.form.get("business_key") or None,
-                                       actor=current_principal(), client=client_label())
+        view = instances.start_instance(process_key, data, business_key=request.form.get("business_key") or None,
+                                        actor=current_principal(), client=client_label())
     return redirect(url_for("designer_pages.instance_detail", instance_id=view["instance"].id))
+
+
+def _editor_options() -> dict:
+    """What the properties panel offers to choose from: the forms in forms/, the roles, the services."""
+    return {"forms": forms.form_keys(), "roles": list(ROLES), "services": sorted(registered_services())}
 
 
 @pages.route("/processes/<process_key>/edit")
 @roles_required(*DESIGN)
 def process_edit(process_key):
-    """Edit a version's diagram in the page (bpmn-js modeler); saving deploys it as a new version."""
+    """Edit a version's diagram in the page (bpmn-js modeler with a properties panel for scripts,
+    conditions, forms, timers and services); saving deploys it as a new version."""
     chosen = request.args.get("version", type=int)
-    name, xml = services.version_xml(process_key, chosen)
-    return render_template("designer/edit.html", key=process_key, file_name=name, xml=xml)
+    name, xml = deploy.version_xml(process_key, chosen)
+    return render_template("designer/edit.html", key=process_key, file_name=name, xml=xml,
+                           options=_editor_options())
 
 
 @pages.route("/instances")
@@ -109,22 +117,22 @@ def process_edit(process_key):
 def instance_list():
     """Instances filtered by process, status and business key (newest first, paged by id)."""
     args = request.args
-    rows = services.list_instances(process_key=args.get("process") or None, status=args.get("status") or None,
-                                   business_key=args.get("business_key") or None, limit=50,
-                                   after_id=args.get("after", type=int))
+    rows = instances.list_instances(process_key=args.get("process") or None, status=args.get("status") or None,
+                                    business_key=args.get("business_key") or None, limit=50,
+                                    after_id=args.get("after", type=int))
     return render_template("designer/instances.html", instances=rows, statuses=INSTANCE_STATUSES,
-                           processes=services.list_processes(), filters=args)
+                           processes=deploy.list_processes(), filters=args)
 
 
 @pages.route("/instances/<int:instance_id>")
 @roles_required(*DESIGN)
 def instance_detail(instance_id, problem=None, status=200):
     """An instance on its diagram (completed, active, failed elements), with data, audit and incidents."""
-    view = services.instance_view(instance_id)
+    view = instances.instance_view(instance_id)
     instance = view["instance"]
-    _, xml = services.version_xml(instance.process_key, instance.process_version_number)
+    _, xml = deploy.version_xml(instance.process_key, instance.process_version_number)
     return render_template("designer/instance.html", view=view, instance=instance, xml=xml,
-                           states=services.element_states(instance_id), audit=services.audit_trail(instance_id),
+                           states=instances.element_states(instance_id), audit=instances.audit_trail(instance_id),
                            problem=problem), status
 
 

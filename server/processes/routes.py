@@ -10,7 +10,8 @@ from ..auth.access import client_label, current_principal, roles_required
 from ..db import transaction
 from ..errors import NotFound, ValidationFailed
 from ..serialize import compiled_dumper, json_response
-from . import services
+from . import deploy as deployment
+from . import instances, messages, tasks
 from .schemas import (
     AssignTaskSchema,
     AuditEventSchema,
@@ -54,7 +55,7 @@ def _uploaded_bundle() -> dict[str, bytes]:
 @roles_required(*DESIGN)
 def list_processes():
     """List deployed processes with their latest version."""
-    return services.list_processes()
+    return deployment.list_processes()
 
 
 _BUNDLE_BODY = {"requestBody": {"required": True, "content": {
@@ -72,7 +73,7 @@ def deploy():
     """Validate and deploy a bundle of BPMN/DMN files; changed processes get a new version."""
     files = _uploaded_bundle()
     with transaction():
-        return services.deploy_bundle(files, actor=current_principal(), client=client_label())
+        return deployment.deploy_bundle(files, actor=current_principal(), client=client_label())
 
 
 @blp.route("/processes/validate", methods=["POST"])
@@ -81,7 +82,7 @@ def deploy():
 @roles_required(*DESIGN)
 def validate_bundle():
     """Check a bundle without deploying it (422 with file, element id and line when invalid)."""
-    bundle = services.validate_bundle(_uploaded_bundle())
+    bundle = deployment.validate_bundle(_uploaded_bundle())
     return {"valid": True, "dialect": bundle.dialect, "processes": bundle.processes}
 
 
@@ -90,7 +91,7 @@ def validate_bundle():
 @roles_required(*DESIGN)
 def list_versions(process_key):
     """All versions of a process, newest first."""
-    return services.list_versions(process_key)
+    return deployment.list_versions(process_key)
 
 
 @blp.route("/processes/<process_key>/versions/<int:version>/xml", methods=["GET"])
@@ -98,7 +99,7 @@ def list_versions(process_key):
 @roles_required(*DESIGN)
 def version_xml(process_key, version):
     """The BPMN XML of a version."""
-    name, xml = services.version_xml(process_key, version)
+    name, xml = deployment.version_xml(process_key, version)
     return Response(xml, mimetype="application/xml", headers={"Content-Disposition": f'inline; filename="{name}"'})
 
 
@@ -129,9 +130,9 @@ def start_instance(process_key):
     """Start an instance of the latest (or a given) version with input data."""
     body = _json_body(_start_schema)
     with transaction():
-        view = services.start_instance(process_key, body["data"], version=body["version"],
-                                       business_key=body["business_key"], actor=current_principal(),
-                                       client=client_label())
+        view = instances.start_instance(process_key, body["data"], version=body["version"],
+                                        business_key=body["business_key"], actor=current_principal(),
+                                        client=client_label())
     return json_response(_dump_detail(view), 201)
 
 
@@ -141,9 +142,9 @@ def start_instance(process_key):
 @roles_required(*DESIGN)
 def list_instances(query):
     """Instances filtered by process, status and business key; cursor with ``after``."""
-    return services.list_instances(process_key=query["process_key"], status=query["status"],
-                                   business_key=query["business_key"], limit=query["limit"],
-                                   after_id=query["after"])
+    return instances.list_instances(process_key=query["process_key"], status=query["status"],
+                                    business_key=query["business_key"], limit=query["limit"],
+                                    after_id=query["after"])
 
 
 @blp.route("/instances/<int:instance_id>", methods=["GET"])
@@ -151,7 +152,7 @@ def list_instances(query):
 @roles_required(*DESIGN)
 def get_instance(instance_id):
     """An instance: status, data, active elements, open tasks, timers, incidents, message waits."""
-    return services.instance_view(instance_id)
+    return instances.instance_view(instance_id)
 
 
 @blp.route("/instances/<int:instance_id>/audit", methods=["GET"])
@@ -159,18 +160,18 @@ def get_instance(instance_id):
 @roles_required(*DESIGN)
 def instance_audit(instance_id):
     """The instance's audit trail, oldest first."""
-    return services.audit_trail(instance_id)
+    return instances.audit_trail(instance_id)
 
 
 def _lifecycle(action, instance_id, body):
     kwargs = {"expected_version": body["version"], "client": client_label()}
-    if action is services.terminate_instance:
+    if action is instances.terminate_instance:
         kwargs["reason"] = body["reason"]
-    if action is services.retry_instance:
+    if action is instances.retry_instance:
         kwargs["data"], kwargs["to_latest"] = body["data"], body["to_latest"]
     with transaction():
         result = action(instance_id, current_principal(), **kwargs)
-    return result if isinstance(result, dict) else services.instance_view(instance_id)
+    return result if isinstance(result, dict) else instances.instance_view(instance_id)
 
 
 @blp.route("/instances/<int:instance_id>/suspend", methods=["POST"])
@@ -179,7 +180,7 @@ def _lifecycle(action, instance_id, body):
 @roles_required(*DESIGN)
 def suspend(body, instance_id):
     """Suspend an instance."""
-    return _lifecycle(services.suspend_instance, instance_id, body)
+    return _lifecycle(instances.suspend_instance, instance_id, body)
 
 
 @blp.route("/instances/<int:instance_id>/resume", methods=["POST"])
@@ -188,7 +189,7 @@ def suspend(body, instance_id):
 @roles_required(*DESIGN)
 def resume(body, instance_id):
     """Resume a suspended instance."""
-    return _lifecycle(services.resume_instance, instance_id, body)
+    return _lifecycle(instances.resume_instance, instance_id, body)
 
 
 @blp.route("/instances/<int:instance_id>/terminate", methods=["POST"])
@@ -197,7 +198,7 @@ def resume(body, instance_id):
 @roles_required(*DESIGN)
 def terminate(body, instance_id):
     """Terminate an instance (cancels its tasks, timers and message waits)."""
-    return _lifecycle(services.terminate_instance, instance_id, body)
+    return _lifecycle(instances.terminate_instance, instance_id, body)
 
 
 @blp.route("/instances/<int:instance_id>/retry", methods=["POST"])
@@ -206,7 +207,7 @@ def terminate(body, instance_id):
 @roles_required(*DESIGN)
 def retry(body, instance_id):
     """Retry an instance in error, optionally merging a data fix into the failed task."""
-    return _lifecycle(services.retry_instance, instance_id, body)
+    return _lifecycle(instances.retry_instance, instance_id, body)
 
 
 @blp.route("/tasks", methods=["GET"])
@@ -215,8 +216,8 @@ def retry(body, instance_id):
 @roles_required()
 def my_tasks(query):
     """My inbox: tasks assigned to me or open to one of my roles (one SQL query)."""
-    tasks = services.inbox(current_principal(), limit=query["limit"], after_id=query["after"])
-    return json_response(_dump_tasks(tasks))
+    rows = tasks.inbox(current_principal(), limit=query["limit"], after_id=query["after"])
+    return json_response(_dump_tasks(rows))
 
 
 @blp.route("/tasks/<int:task_id>", methods=["GET"])
@@ -224,8 +225,8 @@ def my_tasks(query):
 @roles_required()
 def get_task(task_id):
     """A task with its form schema and the instance data."""
-    task = services.get_task(task_id)
-    if not services.can_act_on(task, current_principal()):
+    task = tasks.get_task(task_id)
+    if not tasks.can_act_on(task, current_principal()):
         raise NotFound(f"task {task_id} does not exist")
     return task
 
@@ -236,8 +237,8 @@ def get_task(task_id):
 def claim(task_id):
     """Claim an unassigned task."""
     with transaction():
-        task = services.claim_task(task_id, current_principal(), client=client_label())
-    return services.get_task(task.id)
+        task = tasks.claim_task(task_id, current_principal(), client=client_label())
+    return tasks.get_task(task.id)
 
 
 @blp.route("/tasks/<int:task_id>/assign", methods=["POST"])
@@ -247,8 +248,8 @@ def claim(task_id):
 def assign(body, task_id):
     """Assign a task to a user (or unassign with null)."""
     with transaction():
-        services.assign_task(task_id, body["assignee_id"], current_principal(), client=client_label())
-    return services.get_task(task_id)
+        tasks.assign_task(task_id, body["assignee_id"], current_principal(), client=client_label())
+    return tasks.get_task(task_id)
 
 
 @blp.route("/tasks/<int:task_id>/complete", methods=["POST"])
@@ -259,8 +260,8 @@ def complete(task_id):
     """Complete a task with form data; 422 lists failing fields, 409 when the version is stale."""
     body = _json_body(_complete_schema)
     with transaction():
-        view = services.complete_task(task_id, body["data"], current_principal(),
-                                      expected_version=body["version"], client=client_label())
+        view = tasks.complete_task(task_id, body["data"], current_principal(),
+                                   expected_version=body["version"], client=client_label())
     return json_response(_dump_detail(view))
 
 
@@ -271,7 +272,7 @@ def complete(task_id):
 def send_message(body):
     """Correlate a message (name + correlation key) to the instances waiting for it."""
     with transaction():
-        delivered = services.deliver_message(body["name"], body["correlation_key"], body["payload"],
+        delivered = messages.deliver_message(body["name"], body["correlation_key"], body["payload"],
                                              actor=current_principal(), client=client_label())
     return {"delivered_to": delivered}
 

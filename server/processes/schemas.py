@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields, validate
 
+from .forms import form_validator
+
 
 class FilesInputSchema(Schema):
     """A bundle as JSON: file name → XML text (multipart upload with 'files' is also accepted)."""
@@ -88,8 +90,6 @@ class TaskDetailSchema(HumanTaskSchema):
     def _form_schema(self, task):
         if not task.form_key:
             return None
-        from .services import form_validator
-
         return form_validator(task.form_key).schema
 
 

@@ -13,9 +13,9 @@ from ..auth.access import client_label, current_principal, roles_required
 from ..db import transaction
 from ..errors import AppError, ValidationFailed
 from ..extensions import db
-from ..processes import services as processes
-from ..web import problem_for_page
-from . import services
+from ..processes import tasks
+from ..web.layout import problem_for_page
+from . import approvals, funnel, leads, opportunities, quotes
 from .models import STAGES, Product
 from .schemas import FunnelQuerySchema
 
@@ -33,17 +33,17 @@ def lead_list():
     """Leads I may see, filtered by status; ``pool=1`` shows the pool waiting for a rep."""
     pool = request.args.get("pool") == "1"
     status = request.args.get("status") or None
-    leads = services.list_leads(current_principal(), status=None if pool else status, pool=pool, limit=200)
-    return render_template("sales/leads.html", leads=leads, pool=pool, status=status, statuses=LEAD_STATUSES,
-                           next_step=services.next_step)
+    rows = leads.list_leads(current_principal(), status=None if pool else status, pool=pool, limit=200)
+    return render_template("sales/leads.html", leads=rows, pool=pool, status=status, statuses=LEAD_STATUSES,
+                           next_step=opportunities.next_step)
 
 
 @pages.route("/sales/pipeline")
 @roles_required(*SALES)
 def pipeline():
     """Open opportunities as a board by stage, with value and days in stage."""
-    opportunities = services.list_opportunities(current_principal(), limit=500)
-    columns = {stage: [o for o in opportunities if o.stage == stage] for stage in STAGES}
+    rows = opportunities.list_opportunities(current_principal(), limit=500)
+    columns = {stage: [o for o in rows if o.stage == stage] for stage in STAGES}
     return render_template("sales/pipeline.html", columns=columns)
 
 
@@ -77,24 +77,24 @@ def opportunity_page(opportunity_id, problem=None, status=200):
     """An opportunity: stage history, next step, quotes; at the quote step, build a quote and submit it
     ("request discount": the approval rules decide who must approve it)."""
     user = current_principal()
-    opp = services.get_opportunity(opportunity_id, user)
-    step = services.next_step(opp.instance_id)
+    opp = opportunities.get_opportunity(opportunity_id, user)
+    step = opportunities.next_step(opp.instance_id)
     if request.method == "POST":
         try:
             if step is None or step.element_id != "prepare_quote":
                 raise ValidationFailed("this deal is not at the quote step")
             with transaction():
-                quote = services.create_quote(opp.id, _quote_lines(request.form), _discount(request.form), user)
-                processes.complete_task(step.id, {"quote_id": quote.id}, user, client=client_label())
+                quote = quotes.create_quote(opp.id, _quote_lines(request.form), _discount(request.form), user)
+                tasks.complete_task(step.id, {"quote_id": quote.id}, user, client=client_label())
             return redirect(url_for("sales_pages.opportunity_page", opportunity_id=opp.id,
                                     done=f"quote {quote.id} submitted"))
         except AppError as err:
             problem, status = problem_for_page(err), err.status
-            step = services.next_step(opp.instance_id)
-    quotes = [(q, services.quote_totals(q)) for q in services.quotes_of(opp.id)]
+            step = opportunities.next_step(opp.instance_id)
+    quote_rows = [(q, quotes.quote_totals(q)) for q in quotes.quotes_of(opp.id)]
     products = db.session.scalars(select(Product).order_by(Product.product_line, Product.sku)).all()
-    return render_template("sales/opportunity.html", opp=opp, step=step, quotes=quotes, products=products,
-                           history=services.stage_history(opp.id), rows=range(QUOTE_ROWS), problem=problem,
+    return render_template("sales/opportunity.html", opp=opp, step=step, quotes=quote_rows, products=products,
+                           history=opportunities.stage_history(opp.id), rows=range(QUOTE_ROWS), problem=problem,
                            form=request.form), status
 
 
@@ -104,7 +104,7 @@ def send_quote_page(quote_id):
     """Send an approved quote (409 before approval, shown on the opportunity page)."""
     try:
         with transaction():
-            quote = services.send_quote(quote_id, current_principal())
+            quote = quotes.send_quote(quote_id, current_principal())
     except AppError as err:
         opportunity_id = request.form.get("opportunity_id", type=int) or 0
         return opportunity_page(opportunity_id, problem=problem_for_page(err), status=err.status)
@@ -117,8 +117,8 @@ def send_quote_page(quote_id):
 def funnel_page():
     """The funnel as a page: stage bars, conversion, days in stage, lost reasons, forecast."""
     query = FunnelQuerySchema().load(request.args)
-    report = services.funnel(current_principal(), team_id=query["team_id"], owner_id=query["owner_id"],
-                             since=query["since"], until=query["until"])
+    report = funnel.funnel(current_principal(), team_id=query["team_id"], owner_id=query["owner_id"],
+                           since=query["since"], until=query["until"])
     top = max([row["reached"] for row in report["stages"]] or [1]) or 1
     return render_template("sales/funnel.html", report=report, top=top)
 
@@ -126,9 +126,9 @@ def funnel_page():
 # -- the approver's pages (phone first) ---------------------------------------------------------
 def _approvals_page(problem=None, status=200, error_task=None):
     user = current_principal()
-    items = [services.approval_context(task) for task in services.pending_approvals(user)]
+    items = [approvals.approval_context(task) for task in approvals.pending_approvals(user)]
     return render_template("sales/approvals.html", items=items, problem=problem, error_task=error_task,
-                           delegates=services.possible_delegates(user)), status
+                           delegates=approvals.possible_delegates(user)), status
 
 
 @pages.route("/approvals", methods=["GET"])
@@ -147,11 +147,11 @@ def decide_page(task_id):
     try:
         with transaction():
             if action == "delegate":
-                services.delegate_approval(task_id, user, request.form.get("delegate_id", type=int) or 0,
-                                           client=client_label())
+                approvals.delegate_approval(task_id, user, request.form.get("delegate_id", type=int) or 0,
+                                            client=client_label())
             else:
-                services.decide_approval(task_id, user, action, request.form.get("reason") or None,
-                                         client=client_label())
+                approvals.decide_approval(task_id, user, action, request.form.get("reason") or None,
+                                          client=client_label())
     except AppError as err:
         return _approvals_page(problem_for_page(err), err.status, error_task=task_id)
     return redirect(url_for("sales_pages.approvals_page", done=action))
@@ -162,4 +162,4 @@ def decide_page(task_id):
 def approval_history():
     """The decisions I took (approve / reject / delegate), newest first."""
     return render_template("sales/approval_history.html",
-                           decisions=services.decisions_by(current_principal(), limit=100))
+                           decisions=approvals.decisions_by(current_principal(), limit=100))

@@ -11,7 +11,8 @@ from ..db import transaction
 from ..errors import ValidationFailed
 from ..extensions import db
 from ..security.ratelimit import public_limit
-from . import services
+from . import accounts, leads, opportunities, quotes
+from . import funnel as funnel_report
 from .models import Product
 from .schemas import (
     AccountSummarySchema,
@@ -45,7 +46,7 @@ def create_lead(body):
     """Capture a lead (merged into an existing one with the same e-mail/phone, flagged on the same company)."""
     source = body.pop("source")
     with transaction():
-        lead, outcome = services.capture_lead(body, source=source, actor=current_principal(), client=client_label())
+        lead, outcome = leads.capture_lead(body, source=source, actor=current_principal(), client=client_label())
     return {"outcome": outcome, "lead": lead}
 
 
@@ -61,7 +62,7 @@ def web_form_lead(body):
         return {"outcome": "created"}  # a bot filled the hidden field: answer as usual, store nothing
     body.pop("source", None)
     with transaction():
-        _, outcome = services.capture_lead(body, source="web", client=client_label())
+        _, outcome = leads.capture_lead(body, source="web", client=client_label())
     return {"outcome": "created" if outcome == "flagged" else outcome}
 
 
@@ -82,7 +83,7 @@ def import_leads():
         raise ValidationFailed("the file is not UTF-8 text", errors=[{"field": "file", "message": "not UTF-8"}]) \
             from None
     with transaction():
-        return services.import_leads_csv(text, actor=current_principal(), client=client_label())
+        return leads.import_leads_csv(text, actor=current_principal(), client=client_label())
 
 
 @blp.route("/leads", methods=["GET"])
@@ -91,8 +92,8 @@ def import_leads():
 @roles_required(*SALES)
 def list_leads(query):
     """Leads I may see (own / team / all by role); ``pool=true`` lists unowned leads."""
-    return services.list_leads(current_principal(), status=query["status"], pool=query["pool"],
-                               limit=query["limit"], after_id=query["cursor"])
+    return leads.list_leads(current_principal(), status=query["status"], pool=query["pool"],
+                            limit=query["limit"], after_id=query["cursor"])
 
 
 @blp.route("/leads/<int:lead_id>", methods=["GET"])
@@ -100,13 +101,13 @@ def list_leads(query):
 @roles_required(*SALES)
 def get_lead(lead_id):
     """One lead (404 when it is not mine to see)."""
-    return services.get_lead(lead_id, current_principal())
+    return leads.get_lead(lead_id, current_principal())
 
 
 def _detail(opp):
-    task = services.next_step(opp.instance_id)
+    task = opportunities.next_step(opp.instance_id)
     columns = {c.key: getattr(opp, c.key) for c in type(opp).__mapper__.column_attrs}
-    return {**columns, "history": services.stage_history(opp.id),
+    return {**columns, "history": opportunities.stage_history(opp.id),
             "next_step": {"task_id": task.id, "element_id": task.element_id, "form_key": task.form_key,
                           "instance_version": task.instance_version} if task else None}
 
@@ -117,8 +118,8 @@ def _detail(opp):
 @roles_required(*SALES)
 def list_opportunities(query):
     """Opportunities I may see, by stage."""
-    return services.list_opportunities(current_principal(), stage=query["stage"], limit=query["limit"],
-                                       after_id=query["cursor"])
+    return opportunities.list_opportunities(current_principal(), stage=query["stage"], limit=query["limit"],
+                                            after_id=query["cursor"])
 
 
 @blp.route("/opportunities/<int:opportunity_id>", methods=["GET"])
@@ -126,7 +127,7 @@ def list_opportunities(query):
 @roles_required(*SALES)
 def get_opportunity(opportunity_id):
     """An opportunity with its stage history and the next step (complete it via /tasks/{id}/complete)."""
-    return _detail(services.get_opportunity(opportunity_id, current_principal()))
+    return _detail(opportunities.get_opportunity(opportunity_id, current_principal()))
 
 
 @blp.route("/accounts", methods=["GET"])
@@ -134,7 +135,7 @@ def get_opportunity(opportunity_id):
 @roles_required(*SALES)
 def list_accounts():
     """Accounts (with contacts and last activity) of the deals I may see."""
-    return services.list_accounts(current_principal())
+    return accounts.list_accounts(current_principal())
 
 
 @blp.route("/contracts", methods=["GET"])
@@ -142,7 +143,7 @@ def list_accounts():
 @roles_required(*SALES)
 def list_contracts():
     """Contracts of the deals I may see."""
-    return services.list_contracts(current_principal())
+    return opportunities.list_contracts(current_principal())
 
 
 @blp.route("/products", methods=["GET"])
@@ -160,8 +161,8 @@ def list_products():
 def create_quote(body):
     """Price a quote from the price list with a discount (approval is decided when it is submitted)."""
     with transaction():
-        return services.create_quote(body["opportunity_id"], body["lines"], body["discount_percent"],
-                                     current_principal())
+        return quotes.create_quote(body["opportunity_id"], body["lines"], body["discount_percent"],
+                                   current_principal())
 
 
 @blp.route("/quotes/<int:quote_id>/send", methods=["POST"])
@@ -170,7 +171,7 @@ def create_quote(body):
 def send_quote(quote_id):
     """Send the quote to the customer: 409 until its discount is approved."""
     with transaction():
-        return services.send_quote(quote_id, current_principal())
+        return quotes.send_quote(quote_id, current_principal())
 
 
 @blp.route("/reports/funnel", methods=["GET"])
@@ -179,5 +180,5 @@ def send_quote(quote_id):
 @roles_required(*SALES)
 def funnel(query):
     """Per stage count, value, conversion and days in stage; lost reasons; weighted forecast."""
-    return services.funnel(current_principal(), team_id=query["team_id"], owner_id=query["owner_id"],
-                           since=query["since"], until=query["until"])
+    return funnel_report.funnel(current_principal(), team_id=query["team_id"], owner_id=query["owner_id"],
+                                since=query["since"], until=query["until"])

@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from .models import STAGES
+from .quotes import quote_totals
 
 
 class LeadInputSchema(Schema):
@@ -107,8 +108,6 @@ class QuoteInputSchema(Schema):
 
 
 def _totals(quote):
-    from .services import quote_totals
-
     return quote_totals(quote)
 
 

@@ -15,7 +15,8 @@ from ..aftersales.models import Account
 from ..auth.models import User
 from ..db import utcnow
 from ..extensions import db
-from . import services
+from . import leads
+from .accounts import watch_key_account
 from .models import STAGES, Opportunity, Product, StageChange, Team, TeamMember
 
 PATH = ["initial_contact", "needs_confirmed", "solution_demo", "quote_negotiation"]
@@ -72,7 +73,7 @@ def load_sales_seeds(spec: dict) -> dict:
             opp.stage_entered_at = entered
             entered = left or entered
     for account in accounts:
-        services.watch_key_account(account)
+        watch_key_account(account)
     for lead in spec["leads"]:
-        services.capture_lead(dict(lead), source=lead.get("source", "seed"))
+        leads.capture_lead(dict(lead), source=lead.get("source", "seed"))
     return {"teams": len(teams), "opportunities": spec["opportunities"], "leads": len(spec["leads"])}

@@ -1,1 +1,1 @@
-"""Cross-cutting protections (rate limits)."""
+"""Cross-cutting protections (rate limits, the Content-Security-Policy)."""

@@ -9,9 +9,9 @@ from ..auth.access import client_label, current_principal, public, roles_require
 from ..auth.routes import require_csrf
 from ..db import transaction
 from ..errors import AppError, NotFound
-from ..processes import services as processes
-from . import LANGUAGES, nav_links, problem_for_page
+from ..processes import forms, tasks
 from .forms import data_from_form, fields_of
+from .layout import LANGUAGES, nav_links, problem_for_page
 
 web = Blueprint("web", __name__)
 
@@ -24,25 +24,25 @@ def home():
     links = nav_links(user)
     if len(links) == 2:  # one job besides the inbox: go straight to it
         return redirect(url_for(links[1][1]))
-    return render_template("web/home.html", links=links, tasks=processes.inbox(user, limit=10))
+    return render_template("web/home.html", links=links, tasks=tasks.inbox(user, limit=10))
 
 
 @web.route("/tasks")
 @roles_required()
 def task_inbox():
     """My tasks: assigned to me or open to one of my roles."""
-    return render_template("web/tasks.html", tasks=processes.inbox(current_principal(), limit=200))
+    return render_template("web/tasks.html", tasks=tasks.inbox(current_principal(), limit=200))
 
 
 def _visible_task(task_id: int):
-    task = processes.get_task(task_id)
-    if not processes.can_act_on(task, current_principal()):
+    task = tasks.get_task(task_id)
+    if not tasks.can_act_on(task, current_principal()):
         raise NotFound(f"task {task_id} does not exist")
     return task
 
 
 def _schema_of(task) -> dict:
-    return processes.form_validator(task.form_key).schema if task.form_key else {"properties": {}}
+    return forms.form_validator(task.form_key).schema if task.form_key else {"properties": {}}
 
 
 @web.route("/tasks/<int:task_id>", methods=["GET", "POST"])
@@ -56,11 +56,11 @@ def task_page(task_id):
         try:
             with transaction():
                 if request.form.get("action") == "claim":
-                    processes.claim_task(task.id, current_principal(), client=client_label())
+                    tasks.claim_task(task.id, current_principal(), client=client_label())
                     return redirect(url_for("web.task_page", task_id=task.id))
-                processes.complete_task(task.id, data_from_form(schema, request.form), current_principal(),
-                                        expected_version=int(request.form.get("version") or 0) or None,
-                                        client=client_label())
+                tasks.complete_task(task.id, data_from_form(schema, request.form), current_principal(),
+                                    expected_version=int(request.form.get("version") or 0) or None,
+                                    client=client_label())
             return redirect(url_for("web.task_inbox", done=task.name))
         except AppError as err:
             problem, status = problem_for_page(err), err.status

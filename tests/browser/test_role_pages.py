@@ -107,6 +107,7 @@ def test_a_dispatcher_overrides_a_dispatch(app, client, world, make_user, open_p
         assert page.inner_text("#current-engineer") == f"Engineer {chosen['user_id']}"
         page.screenshot(path=str(output_dir / "overridden.png"), full_page=True)
         page.goto("/desk/engineers")
-        assert page.locator("svg.plot circle").count() == len(world["engineers"])
+        page.wait_for_selector("#engineer-map[data-rendered='true']")
+        assert page.locator("#engineer-map path.fd-marker").count() == len(world["engineers"])
     req = _request(app, request_id)
     assert req.engineer_id == chosen["id"] and req.status == "offered"
