@@ -35,6 +35,7 @@ from server.aftersales.schemas import (
 from server.auth.access import client_label, current_principal, public, roles_required
 from server.auth.routes import log_in, log_out, refresh_pair
 from server.auth.schemas import RefreshRequestSchema, TokenRequestSchema, TokenSchema
+from server.security.ratelimit import login_limited
 
 from .idempotency import idempotent
 
@@ -50,6 +51,7 @@ _order, _detail, _engineer = ServiceRequestSchema(), ServiceRequestDetailSchema(
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
 @blp.doc(security=[])  # open to anyone: no bearer token
+@login_limited
 @public
 def login(body):
     """Log in with username and password: an access token and a rotating refresh token."""

@@ -19,20 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("FLOWDESK_VENV", ROOT / ".venv"))
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".flowdesk-installed"
+CONSTRAINTS = ROOT / ".ci" / "constraints.txt"  # the exact versions tested: every install uses them
 FRONTEND = ROOT / "server" / "frontend"
 FRONTEND_STAMP = ROOT / "server" / "static" / "build" / ".flowdesk-built"
 CHROMIUM = Path("/usr/bin/chromium")
 
 USAGE = """usage: python3 -m server run [--port N]     set up and run the whole product
-       python3 -m server test [pytest args] set up and run the test suite
+       python3 -m server test [pytest args] set up and run the test suite, with coverage (--no-cov: without)
        python3 -m server bench              run the benchmarks
        python3 -m server fault-injection    a multi-machine run with a killed worker and a Redis restart
        python3 -m server cli ...            any other command (see python -m server.cli --help)"""
 
 
 def ensure_venv() -> None:
-    """Create the venv and install the project with its dev extras when needed."""
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    """Create the venv and install the project with its dev extras (at the pinned versions) when needed."""
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + CONSTRAINTS.read_bytes()).hexdigest()
     if PYTHON.exists() and STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not PYTHON.exists():
@@ -41,7 +42,7 @@ def ensure_venv() -> None:
     print("installing Flowdesk and its dependencies (first run only)", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    subprocess.run([*pip, "-c", str(CONSTRAINTS), "-e", f"{ROOT}[dev]"], check=True)
     STAMP.write_text(wanted)
 
 
@@ -94,7 +95,8 @@ def main(argv: list[str]) -> int:
     if command == "run":
         args = [str(PYTHON), "-m", "server.cli", "run", *rest]
     elif command == "test":
-        args = [str(PYTHON), "-m", "pytest", *rest]
+        # With coverage (pytest-cov; settings in pyproject.toml): the total, and the files with lines no test ran.
+        args = [str(PYTHON), "-m", "pytest", "--cov", "--cov-report=term", *rest]
     elif command == "bench":
         args = [str(PYTHON), "-m", "bench", *rest]
     elif command == "fault-injection":

@@ -3,11 +3,13 @@ registers blueprints and error handlers, and enforces deny-by-default access."""
 
 from __future__ import annotations
 
+import contextlib
 import http
 from pathlib import Path
 
 from flask import Flask, request
 from flask_smorest import Api
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.routing import IntegerConverter
 
 from mobile_api import approvals as mobile_approvals
@@ -33,6 +35,8 @@ from .sales import accounts, approvals, leads, opportunities, quotes
 from .sales import pages as sales_pages
 from .sales import routes as sales_routes
 from .security.csp import content_security_policy
+from .security.json_depth import init_json_depth_limit
+from .security.ratelimit import init_rate_limits
 from .web import init_web
 
 # Domain modules holding functions that BPMN service tasks call by name (``register_service`` runs
@@ -120,6 +124,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     init_request_tracking(app)
     register_metrics_route(app)
     _enforce_access(app)
+    init_json_depth_limit(app)  # after the access check, before anything parses a body
+    _read_unread_bodies(app)
+    init_rate_limits(app)
     init_web(app)  # after the access check: its CSRF check must not answer anonymous callers first
     register_commands(app)
     return app
@@ -155,4 +162,22 @@ def _enforce_access(app: Flask) -> None:
             response.headers.setdefault("Cache-Control", "no-store")  # tokens and per-user data: never cached
         if app.config.get("SESSION_COOKIE_SECURE"):  # served over TLS: browsers must keep to it
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+
+def _read_unread_bodies(app: Flask) -> None:
+    """Read to its end any request body the answer did not need (a 401 for an upload, say).
+
+    Before it reuses a keep-alive connection gunicorn reads at most 64 kB of a body left unread, and
+    beyond that closes the connection, after the answer announced keep-alive: the client's next request
+    on it then fails. Bodies within the upload limit are cheap to read here; a larger one is answered
+    413 with ``Connection: close`` (``pre_request`` in server/gunicorn_conf.py)."""
+
+    @app.after_request
+    def _read_the_rest(response):
+        length = request.content_length
+        if length and length <= (app.config["MAX_CONTENT_LENGTH"] or length):
+            with contextlib.suppress(OSError, ClientDisconnected):  # the client went away: nothing to keep
+                while request.stream.read(65536):
+                    pass
         return response

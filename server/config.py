@@ -44,6 +44,11 @@ def web_threads() -> int:
     return int(os.environ.get("FLOWDESK_WEB_THREADS") or 2)
 
 
+def max_upload_bytes() -> int:
+    """The largest request body accepted (FLOWDESK_MAX_UPLOAD_BYTES, default 2 MB); larger is 413."""
+    return int(os.environ.get("FLOWDESK_MAX_UPLOAD_BYTES", 2_000_000))
+
+
 def _float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
 
@@ -71,7 +76,8 @@ def load_config() -> dict:
         "WORKFLOWS_DIR": os.environ.get("FLOWDESK_WORKFLOWS_DIR", str(ROOT / "workflows")),
         "FORMS_DIR": os.environ.get("FLOWDESK_FORMS_DIR", str(ROOT / "forms")),
         "SEEDS_DIR": os.environ.get("FLOWDESK_SEEDS_DIR", str(ROOT / "seeds")),
-        "MAX_CONTENT_LENGTH": int(os.environ.get("FLOWDESK_MAX_UPLOAD_BYTES", 2_000_000)),
+        "MAX_CONTENT_LENGTH": max_upload_bytes(),
+        "JSON_MAX_DEPTH": int(os.environ.get("FLOWDESK_JSON_MAX_DEPTH", 64)),  # nesting of JSON bodies and fields
         "BPMN_MAX_FILE_BYTES": int(os.environ.get("FLOWDESK_BPMN_MAX_FILE_BYTES", 1_000_000)),
         "ENGINE_STEP_LIMIT": int(os.environ.get("FLOWDESK_ENGINE_STEP_LIMIT", 2000)),
         "ENGINE_TIME_LIMIT": _float("FLOWDESK_ENGINE_TIME_LIMIT", 10.0),
@@ -98,6 +104,17 @@ def load_config() -> dict:
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": os.environ.get("FLOWDESK_LOG_FORMAT", "json"),  # json lines, or "text"
         "METRICS_TOKEN": os.environ.get("FLOWDESK_METRICS_TOKEN"),  # bearer token for Prometheus scrapes
+        # Requests per minute per client address on the public endpoints, and failed logins per minute per
+        # address and per username (server/security/ratelimit.py; Flask-Limiter, counted in Redis).
+        **{f"RATE_{name}": int(os.environ.get(f"FLOWDESK_RATE_{name}", 10))
+           for name in ("LEAD_FORM", "QR_REPORT", "QR_RATING", "LOGIN_FAILURES", "LOGIN_FAILURES_USER")},
+        "RATELIMIT_STRATEGY": "fixed-window",
+        "RATELIMIT_KEY_PREFIX": "flowdesk:rate",
+        # A Redis outage must not take logins or the customers' pages down: limits fail open (logged).
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        # CSRF (Flask-WTF): tokens live as long as the session; server/web decides which requests are checked.
+        "WTF_CSRF_CHECK_DEFAULT": False,
+        "WTF_CSRF_TIME_LIMIT": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Behind TLS (every deployment but a laptop): the session cookie only travels over HTTPS.

@@ -127,15 +127,18 @@ def _marshmallow_errors(messages, prefix: str = "") -> list[dict]:
     return out
 
 
+def app_error_response(err: AppError):
+    """The problem response for one of our errors (a 429 says when to come back in ``Retry-After``)."""
+    response = problem(err.status, err.title, err.detail, **err.extra)
+    if "retry_after" in err.extra:
+        response = current_app.make_response(response)
+        response.headers["Retry-After"] = str(err.extra["retry_after"])
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the single handler family for our errors, HTTP errors and the unknown."""
-    @app.errorhandler(AppError)
-    def _app_error(err: AppError):
-        response = problem(err.status, err.title, err.detail, **err.extra)
-        if "retry_after" in err.extra:  # 429: tell clients when to come back
-            response = app.make_response(response)
-            response.headers["Retry-After"] = str(err.extra["retry_after"])
-        return response
+    app.register_error_handler(AppError, app_error_response)
 
     @app.errorhandler(BpmnValidationError)
     def _bpmn_error(err: BpmnValidationError):
@@ -149,6 +152,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
+        if err.response is not None:  # made for this error already (a rate limit's 429 page)
+            return err.response
         data = getattr(err, "data", None) or {}
         if err.code == 422 and "messages" in data:
             # webargs/flask-smorest parsing errors: {"json": {"field": [...]}}

@@ -1,8 +1,11 @@
 """Flask extensions, created unbound here and bound in ``create_app`` with ``init_app``."""
 
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -15,3 +18,6 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
+# One per process, as Flask-Limiter intends: its Redis storage (REDIS_URL) is bound by ``init_app``.
+limiter = Limiter(get_remote_address)
+csrf = CSRFProtect()

@@ -10,7 +10,7 @@ command line win over this module (``python3 -m server run`` passes the address 
 
 import os
 
-from server.config import web_threads, web_workers
+from server.config import max_upload_bytes, web_threads, web_workers
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 # Processes for the CPU-bound engine, a few threads each (measured in docs/benchmarks.md).
@@ -22,6 +22,16 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def pre_request(worker, req):
+    """A body declared larger than the upload limit is answered 413 without being read, and gunicorn drains
+    at most 64 kB of an unread body before reusing a connection: it would close the connection after
+    announcing keep-alive, and the client's next request on it would find it gone. Such a request ends
+    its connection instead, and the 413 says so (``Connection: close``)."""
+    length = next((value for name, value in req.headers if name == "CONTENT-LENGTH"), "")
+    if length.isdigit() and int(length) > max_upload_bytes():
+        req.force_close()
 
 
 def child_exit(server, worker):

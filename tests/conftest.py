@@ -5,9 +5,16 @@ Nothing of ours is mocked; the clock is moved with time-machine."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -208,3 +215,41 @@ def poll_timers(app):
 def redis_conn(redis_url):
     """A raw client on the test Redis."""
     return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def serve(app, redis_url, tmp_path):
+    """Factory: start the production web server (gunicorn with ``server/gunicorn_conf.py``, one process) on
+    the test database and Redis; returns its port once it answers. Stopped after the test."""
+    servers = []
+
+    def start(**env_overrides: str) -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": redis_url,
+               "SECRET_KEY": app.config["SECRET_KEY"], "FLOWDESK_DATA_DIR": str(tmp_path), **env_overrides}
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:server.gunicorn_conf", "-w", "1",
+                                   "-b", f"127.0.0.1:{port}", "--control-socket", str(tmp_path / f"{port}.ctl"),
+                                   "server.app:create_app()"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        servers.append(server)
+        deadline = time.monotonic() + 60
+        while server.poll() is None and time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=5).close()
+                return port
+            except urllib.error.HTTPError:
+                return port  # it answers (a 503 while a worker is missing is an answer)
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"gunicorn did not answer on port {port}")
+
+    yield start
+    for server in servers:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=30)
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from server.extensions import db
 from server.processes.models import AuditEvent, ProcessInstance, ProcessVersion
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_BPMN = Path(__file__).resolve().parent / "bpmn"
 
 
 def _inbox(client, headers):
@@ -178,6 +182,38 @@ def test_a_busy_script_is_stopped_by_its_time_limit(deploy, start):
     detail = start("slow_script")
     assert detail["instance"]["status"] == "error"
     assert "time limit" in detail["incidents"][0]["message"]
+
+
+@pytest.mark.parametrize("stubborn", [
+    "while True:\n    try:\n        while True:\n            pass\n    except Exception:\n        pass",
+    "try:\n    while True:\n        pass\nfinally:\n    while True:\n        pass",
+    "def spin():\n    while True:\n        yield 1\nfor x in spin():\n    pass",
+])
+def test_a_script_that_tries_to_outlast_its_time_limit_is_stopped_all_the_same(deploy, start, stubborn):
+    xml = (TEST_BPMN / "slow_script.bpmn").read_text().replace("while True:\n    pass", stubborn)
+    deploy(files={"slow_script.bpmn": xml})
+    detail = start("slow_script")
+    assert detail["instance"]["status"] == "error"
+    assert detail["incidents"][0]["message"] == "script ran longer than its time limit"
+
+
+def test_the_time_limit_leaves_the_tracer_of_coverage_and_debuggers_in_place(deploy, start):
+    # The limit once took sys.settrace for itself: coverage saw nothing a script ran, a debugger lost its place.
+    seen: set[str] = set()
+
+    def debugger(frame, event, arg):
+        seen.add(frame.f_code.co_filename)
+
+    deploy("slow_script.bpmn")
+    previous = sys.gettrace()
+    sys.settrace(debugger)
+    try:
+        detail = start("slow_script")
+        still = sys.gettrace()
+    finally:
+        sys.settrace(previous)
+    assert detail["instance"]["status"] == "error" and "time limit" in detail["incidents"][0]["message"]
+    assert still is debugger and "<bpmn-script>" in seen  # it saw the script's own frames, and kept its place
 
 
 def test_a_message_is_correlated_by_name_and_business_key(deploy, start, client, designer):

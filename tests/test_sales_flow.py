@@ -403,13 +403,12 @@ def test_second_open_deal_for_the_same_account_and_line_is_flagged(app, client, 
         assert second.flagged_duplicate_of_id == first.id and second.account_id == first.account_id
 
 
-def test_the_public_lead_form_is_rate_limited(client, org, monkeypatch):
-    monkeypatch.setenv("FLOWDESK_RATE_LEAD_FORM", "2")
-    with time_machine.travel(START, tick=False):  # one fixed-window minute
-        answers = [client.post("/api/v1/public/leads", json={**LEAD, "email": f"p{n}@x.example", "phone": None,
-                                                             "company": f"Co {n}"}) for n in range(3)]
+def test_the_public_lead_form_is_rate_limited(app, client, org, monkeypatch):
+    monkeypatch.setitem(app.config, "RATE_LEAD_FORM", 2)  # what FLOWDESK_RATE_LEAD_FORM=2 sets
+    answers = [client.post("/api/v1/public/leads", json={**LEAD, "email": f"p{n}@x.example", "phone": None,
+                                                         "company": f"Co {n}"}) for n in range(3)]
     assert [a.status_code for a in answers] == [202, 202, 429]
-    assert answers[2].headers["Retry-After"] == "60" and answers[2].mimetype == "application/problem+json"
+    assert 0 < int(answers[2].headers["Retry-After"]) <= 60 and answers[2].mimetype == "application/problem+json"
 
 
 def test_a_key_account_without_activity_for_k_days_raises_a_reminder(app, org, poll_timers, run_worker):

@@ -4,8 +4,11 @@ encodings) and script escape attempts, tampered, expired and replayed tokens and
 
 from __future__ import annotations
 
+import http.client
 import io
 import re
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from server.aftersales import rating
 from server.aftersales.models import ServiceRequest
 from server.auth.models import ApiToken
 from server.db import transaction
-from server.extensions import db
+from server.errors import ValidationFailed
+from server.extensions import db, limiter
 from server.processes.models import Incident, ProcessVersion
 
 from .aftersales_world import START, _report
@@ -73,6 +77,22 @@ def _csrf(page) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
 
 
+def test_a_form_post_with_another_sessions_token_or_none_is_refused_by_name(app, make_user):
+    make_user("designer", username="forger")
+    mine, theirs = app.test_client(), app.test_client()
+    mine.post("/login", data={"username": "forger", "password": "password-123",
+                              "csrf_token": _csrf(mine.get("/login"))})
+    for token in (_csrf(theirs.get("/login")), "", "x" * 40):
+        refused = mine.post("/designer/processes/reference_cycle/start", data={"csrf_token": token, "data": "{}"},
+                            headers={"Accept": "application/json"})
+        assert refused.status_code == 422 and refused.mimetype == "application/problem+json"
+        [error] = refused.get_json()["errors"]
+        assert error["field"] == "csrf_token" and "CSRF" in error["message"], error
+    good = mine.post("/designer/processes/reference_cycle/start", headers={"Accept": "application/json"},
+                     data={"csrf_token": _csrf(mine.get("/designer")), "data": "{}"})
+    assert good.status_code == 404  # past the check: there is no such process
+
+
 def test_every_kind_of_response_carries_the_security_headers(app, client, designer, world):
     browser = app.test_client()
     with time_machine.travel(START, tick=False):
@@ -119,42 +139,48 @@ def test_behind_tls_the_session_cookie_is_secure_and_browsers_are_told_to_keep_t
         app.config["SESSION_COOKIE_SECURE"] = False
 
 
-def test_the_production_server_names_no_version(app, redis_url, tmp_path):
+def test_the_production_server_names_no_version(serve):
     """gunicorn (what ``run`` serves with) answers with the same headers, and a bare Server name."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.error
-    import urllib.request
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": redis_url,
-           "SECRET_KEY": "test-secret", "FLOWDESK_DATA_DIR": str(tmp_path)}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}",
-                               "--control-socket", str(tmp_path / "gunicorn.ctl"), "server.app:create_app()"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline, answers = time.monotonic() + 60, {}
-        while time.monotonic() < deadline and len(answers) < 2:
-            for path in ("/login", "/api/v1/nothing-here"):
-                try:
-                    answers[path] = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).headers
-                except urllib.error.HTTPError as err:
-                    answers[path] = err.headers
-                except OSError:
-                    time.sleep(0.2)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    assert set(answers) == {"/login", "/api/v1/nothing-here"}, "gunicorn did not answer"
+    port = serve()
+    answers = {}
+    for path in ("/login", "/api/v1/nothing-here"):
+        try:
+            answers[path] = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30).headers
+        except urllib.error.HTTPError as err:
+            answers[path] = err.headers
     for headers in answers.values():
         assert headers["Server"] == "gunicorn" and "X-Powered-By" not in headers
         assert headers["X-Content-Type-Options"] == "nosniff" and "frame-ancestors 'none'" in headers[
             "Content-Security-Policy"]
+
+
+def _exchange(connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+              headers: dict | None = None) -> tuple[int, dict, bool]:
+    """One request on ``connection``: status, headers, and whether the connection stays open after it."""
+    connection.request(method, path, body=body, headers=headers or {})
+    answer = connection.getresponse()
+    answer.read()
+    return answer.status, dict(answer.getheaders()), connection.sock is not None
+
+
+def test_after_a_refused_upload_the_next_request_on_a_keep_alive_connection_is_answered(serve, designer):
+    # Found by a probe: a 413 announced keep-alive without reading the upload; the next request on the
+    # connection failed 6 times in 10 ("Remote end closed connection without response").
+    connection = http.client.HTTPConnection("127.0.0.1", serve(FLOWDESK_MAX_UPLOAD_BYTES="200000"), timeout=30)
+    upload = {**designer, "Content-Type": "application/octet-stream"}
+    try:
+        for _ in range(10):
+            status, headers, still_open = _exchange(connection, "POST", "/api/v1/processes", b"x" * 300_000, upload)
+            assert status == 413 and headers["Connection"] == "close" and not still_open  # said, and done
+            assert _exchange(connection, "GET", "/api/v1/me", headers=designer)[0] == 200  # reconnected
+            # A body within the limit that the server had no use for (no credentials: 401) is read to its
+            # end, so the connection really does stay usable as announced.
+            status, headers, still_open = _exchange(connection, "POST", "/api/v1/processes", b"x" * 150_000,
+                                                    {"Content-Type": "application/octet-stream"})
+            assert status == 401 and headers["Connection"] == "keep-alive" and still_open
+            assert _exchange(connection, "GET", "/api/v1/me", headers=designer)[0] == 200
+    finally:
+        connection.close()
 
 
 def test_token_answers_are_never_cached(client, make_user):
@@ -243,6 +269,24 @@ def test_script_escapes_are_refused_at_deploy_on_their_element_and_line(app, dep
         assert db.session.query(ProcessVersion).count() == 0
 
 
+# What could swallow the time limit's exception (or hook into the interpreter) is refused on its own line.
+SWALLOWS = [
+    ("x = 1\ntry:\n    x = 2\nexcept:\n    x = 3", 4),
+    ("x = 1\nfor i in items:\n    try:\n        x = 2\n    finally:\n        continue", 6),
+    ("x = 1\nclass Quiet:\n    def __exit__(self, *args):\n        return True", 3),
+]
+
+
+@pytest.mark.parametrize("script, line", SWALLOWS)
+def test_scripts_that_could_swallow_their_time_limit_are_refused_at_deploy(app, deploy, script, line):
+    body = deploy(files={"cycle.bpmn": CYCLE.replace(SCRIPT, script)}, expect=422)
+    script_line = next(n for n, text in enumerate(CYCLE.splitlines(), 1) if "<bpmn:script>" in text)
+    assert body["element_id"] == "compute_total" and body["line"] == script_line + line - 1, body
+    assert "not allowed" in body["detail"]
+    with app.app_context():
+        assert db.session.query(ProcessVersion).count() == 0
+
+
 @pytest.mark.parametrize("script, error", [
     ("x = type(items)", "is not defined"),  # a common data field name: not refused by name, just not there
     ("x = json.codecs.sys.modules", "has no attribute 'codecs'"),  # helpers are plain functions, not modules
@@ -266,6 +310,55 @@ def test_a_dmn_cell_that_escapes_is_refused_at_deploy_on_its_rule(app, deploy):
     assert body["element_id"] == "lead_routing_r0_i1" and body["file"] == "lead_routing.dmn" and body["line"]
     with app.app_context():
         assert db.session.query(ProcessVersion).count() == 0
+
+
+# -- deeply nested JSON --------------------------------------------------------------------------
+DEEP_ARRAYS = "[" * 5_000 + "]" * 5_000
+DEEP_OBJECTS = '{"a": ' * 100_000 + "1" + "}" * 100_000
+
+
+@pytest.mark.parametrize("deep", [DEEP_ARRAYS, DEEP_OBJECTS], ids=["5000 arrays", "100000 objects"])
+@pytest.mark.parametrize("path, role", [
+    ("/api/v1/processes/reference_cycle/instances", "designer"),
+    ("/api/v1/auth/token", None),
+    ("/api/v1/public/leads", None),
+    ("/api/mobile/v1/auth/token", None),
+    ("/api/mobile/v1/me/status", "engineer"),
+])
+def test_json_nested_past_the_limit_is_refused_before_anything_parses_it(client, make_user, path, role, deep):
+    # Found by a probe: every JSON endpoint answered 500 (RecursionError in the parser).
+    headers = make_user(role)[1] if role else {}
+    answer = client.post(path, data=f'{{"data": {deep}}}', content_type="application/json", headers=headers)
+    assert answer.status_code == 400 and answer.mimetype == "application/problem+json", answer.get_data(True)[:300]
+    assert "nests" in answer.get_json()["detail"] and "at most 64" in answer.get_json()["detail"]
+
+
+def test_json_nested_within_the_limit_is_taken_as_usual(deploy, start):
+    deploy("reference_cycle.bpmn")
+    nested = 1
+    for _ in range(60):
+        nested = {"n": [nested]} if isinstance(nested, int) else {"n": nested}
+    detail = start("reference_cycle", {"nested": nested})
+    assert detail["instance"]["status"] == "running"
+
+
+def test_json_typed_into_a_page_form_is_bounded_too(app, deploy, make_user):
+    deploy("reference_cycle.bpmn")
+    make_user("designer", username="typist")
+    browser = app.test_client()
+    browser.post("/login", data={"username": "typist", "password": "password-123",
+                                 "csrf_token": _csrf(browser.get("/login"))})
+    page = browser.post("/designer/processes/reference_cycle/start", headers={"Accept": "text/html"},
+                        data={"csrf_token": _csrf(browser.get("/designer")), "data": DEEP_ARRAYS})
+    assert page.status_code == 422 and "nests 5000 levels deep" in page.get_data(as_text=True)
+    with app.test_request_context():
+        from server.web.forms import data_from_form
+
+        schema = {"properties": {"lines": {"type": "array"}}}
+        with pytest.raises(ValidationFailed) as refused:
+            data_from_form(schema, {"lines": DEEP_OBJECTS})
+        assert refused.value.extra["errors"][0]["field"] == "lines"
+        assert data_from_form(schema, {"lines": "[[1], [2]]"}) == {"lines": [[1], [2]]}
 
 
 # -- tokens --------------------------------------------------------------------------------------
@@ -375,6 +468,7 @@ def test_the_eleventh_post_in_a_minute_on_a_public_qr_page_waits(client, world, 
     token = world["token"] if page == "report" else rating_link
     # Cheap posts that still count: the report page's honeypot, a rating without stars.
     form = {"description": "spam", "website": "http://bot.example"} if page == "report" else {"stars": "0"}
+    limiter.reset()  # the fixtures' own report counted: start this minute afresh
     with time_machine.travel(START + timedelta(minutes=5), tick=False):
         answers = [client.post(f"/{page}/{token}", data=form) for _ in range(11)]
     assert [a.status_code for a in answers[:10]] == [200 if page == "report" else 422] * 10

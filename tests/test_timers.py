@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis
 import time_machine
 from sqlalchemy import func, select
@@ -359,7 +360,9 @@ def test_a_worker_outlives_a_redis_restart_in_the_middle_of_a_job(app, tmp_path)
             time.sleep(0.05)
         redis.Redis.from_url(url).flushall()
         server.stop()  # the job ends while Redis is away
-        time.sleep(6)
+        deadline = time.monotonic() + 60
+        while "starting a fresh one" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)  # until the worker has noticed: its job ended and Redis did not answer
         server.start()
         after = Queue("default", connection=redis.Redis.from_url(url)).enqueue(slow_job, 0)
         deadline = time.monotonic() + 60
@@ -371,6 +374,31 @@ def test_a_worker_outlives_a_redis_restart_in_the_middle_of_a_job(app, tmp_path)
             os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
         server.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_worker_asked_to_stop_stops_and_starts_no_other(app, tmp_path, redis_conn, sig):
+    # Found on Ctrl-C: the worker logged "stopped without being asked to" and started a fresh one.
+    from rq import Worker
+
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], env=_worker_env(app), stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not Worker.all(connection=redis_conn) and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.1)
+        assert Worker.all(connection=redis_conn), log_path.read_text()[-3000:]
+        os.killpg(worker.pid, sig)  # as a terminal's Ctrl-C or systemd's stop: the whole group
+        assert worker.wait(timeout=60) == 0, log_path.read_text()[-3000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+    text = log_path.read_text()
+    assert "fresh one" not in text and "without being asked" not in text, text[-3000:]
+    assert Worker.all(connection=redis_conn) == []  # it unregistered, and no second one came up
 
 
 def test_a_timer_already_due_when_reached_fires_at_once_with_its_row_and_audit(deploy, start, app):

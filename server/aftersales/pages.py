@@ -16,7 +16,7 @@ from ..auth.access import client_label, current_principal, public, roles_require
 from ..db import transaction
 from ..errors import AppError, NotFound, ValidationFailed
 from ..extensions import db
-from ..security.ratelimit import limit
+from ..security.ratelimit import public_limit, too_many_requests
 from ..web.layout import problem_for_page
 from . import engineers, offers, rating, reports, service_requests, sla, tokens
 from .models import PRIORITIES, Asset, Engineer
@@ -119,6 +119,11 @@ def _page_error(err: AppError, template: str = "public/message.html"):
     return render_template(template, title=err.title, message=err.detail), err.status, headers
 
 
+def _page_breach(breached):
+    """The customer page for a spent rate limit (instead of the staff pages' error page)."""
+    return current_app.make_response(_page_error(too_many_requests(breached)))
+
+
 def _save_photo(upload) -> str | None:
     """Store an optional photo (JPEG/PNG/WebP by content, not by name) under the data dir."""
     if upload is None or not upload.filename:
@@ -136,6 +141,7 @@ def _save_photo(upload) -> str | None:
 
 
 @pages.route("/report/<token>", methods=["GET", "POST"])
+@public_limit("RATE_QR_REPORT", on_breach=_page_breach)
 @public
 def report_page(token):
     """The fault-report page a customer opens from the QR code on a machine."""
@@ -146,10 +152,6 @@ def report_page(token):
     if request.method == "GET":
         return render_template("public/report.html", asset=asset, token=token, errors={}, form={})
     form = request.form
-    try:
-        limit("qr-report", per_minute=10)
-    except AppError as err:
-        return _page_error(err)
     if form.get("website"):  # a honeypot field people never see: bots fill it in
         return render_template("public/message.html", title=_("Thank you"), message=_("Your report was received.")), 200
     try:
@@ -180,6 +182,7 @@ def status_page(token):
 
 
 @pages.route("/rate/<token>", methods=["GET", "POST"])
+@public_limit("RATE_QR_RATING", on_breach=_page_breach)
 @public
 def rate_page(token):
     """The rating page a customer opens from the QR code on the job sheet (works once)."""
@@ -189,10 +192,6 @@ def rate_page(token):
         return _page_error(err)
     if request.method == "GET":
         return render_template("public/rate.html", req=req, token=token, error=None)
-    try:
-        limit("qr-rating", per_minute=10)
-    except AppError as err:
-        return _page_error(err)
     try:
         stars = int(request.form.get("stars", "0"))
     except ValueError:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from flask import Blueprint as FlaskBlueprint
-from flask import redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
 from flask_smorest import Blueprint
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms import ValidationError
 
 from ..db import transaction
-from ..errors import Unauthorized
-from ..security.ratelimit import count, require_budget
+from ..errors import Unauthorized, ValidationFailed
+from ..extensions import csrf
+from ..security.ratelimit import login_limited
 from . import services
 from .access import bearer_token, client_label, current_principal, public, roles_required
 from .schemas import RefreshRequestSchema, TokenRequestSchema, TokenSchema, UserSchema
@@ -22,31 +25,17 @@ pages = FlaskBlueprint("auth_pages", __name__)
 @blp.arguments(TokenRequestSchema)
 @blp.response(200, TokenSchema)
 @blp.doc(security=[])  # open to anyone: no bearer token
+@login_limited
 @public
 def token(body):
     """Exchange a username and password for an access and a refresh token."""
     return log_in(body)
 
 
-def checked_credentials(username: str, password: str):
-    """The user for these credentials, with brute force slowed down: after too many failed logins in a
-    minute from one address, or for one username from anywhere, every attempt gets 429 until the minute
-    ends (``FLOWDESK_RATE_LOGIN_FAILURES``, ``FLOWDESK_RATE_LOGIN_FAILURES_USER``; 10 each)."""
-    user_key = f"user:{username.strip().lower()[:80]}"
-    require_budget("login-failures", per_minute=10)
-    require_budget("login-failures-user", per_minute=10, key=user_key)
-    try:
-        return services.authenticate(username, password)
-    except Unauthorized:
-        count("login-failures")
-        count("login-failures-user", key=user_key)
-        raise
-
-
 def log_in(body: dict) -> dict:
     """A token pair for valid credentials (shared by the web and the mobile API)."""
     with transaction():
-        user = checked_credentials(body["username"], body["password"])
+        user = services.authenticate(body["username"], body["password"])
         return services.issue_tokens(user, client_label())
 
 
@@ -93,19 +82,23 @@ def me():
     return current_principal()
 
 
-def csrf_token() -> str:
-    """A per-session CSRF token for page forms."""
-    import secrets
-
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(24)
-    return session["csrf"]
-
-
 def csrf_ok() -> bool:
-    """Whether a posted page form carries this session's CSRF token."""
-    sent = request.form.get("csrf_token")
-    return bool(sent) and sent == session.get("csrf")
+    """Whether a posted page form carries this session's CSRF token (Flask-WTF: signed, compared in
+    constant time)."""
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError:
+        return False
+    return True
+
+
+def require_csrf() -> None:
+    """422 unless this request carries the session's CSRF token (form field or X-CSRFToken header)."""
+    try:
+        csrf.protect()
+    except CSRFError as err:
+        raise ValidationFailed("your form expired; please reload the page and try again",
+                               errors=[{"field": "csrf_token", "message": err.description}]) from None
 
 
 def _next_page() -> str:
@@ -115,6 +108,7 @@ def _next_page() -> str:
 
 
 @pages.route("/login", methods=["GET", "POST"])
+@login_limited
 @public
 def login_page():
     """Session login for the browser pages."""
@@ -125,7 +119,7 @@ def login_page():
         else:
             try:
                 with transaction():
-                    user = checked_credentials(request.form.get("username", ""), request.form.get("password", ""))
+                    user = services.authenticate(request.form.get("username", ""), request.form.get("password", ""))
                 login_user(user)
                 return redirect(_next_page())
             except Unauthorized as err:

@@ -15,18 +15,23 @@ safe enough for designer-authored models by three layers:
    ``compile``, ``getattr`` and friends; and helpers handed over as plain
    namespaces of functions, never as modules (``json.codecs.sys`` would be the
    whole interpreter);
-3. a wall-clock limit enforced with a trace function on the script's own
-   frames, so ``while True: pass`` becomes an incident, not a hung worker.
+3. a wall-clock limit enforced by a watchdog thread (:class:`_Watchdog`), so
+   ``while True: pass`` becomes an incident, not a hung worker. It installs no
+   trace function: coverage and debuggers keep theirs, and no code is slowed.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import ctypes
 import datetime as _datetime
+import itertools
 import json
 import math
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -141,6 +146,11 @@ class ScriptTimeout(RuntimeError):
     """A script ran past its wall-clock limit."""
 
 
+class _TimeUp(BaseException):
+    """What the watchdog raises inside a script's frame. A BaseException, so a script's ``except Exception``
+    cannot swallow it (nor can a script name it); it leaves the script as :class:`ScriptTimeout`."""
+
+
 def register_service(name: str | None = None):
     """Decorator: expose a function to BPMN scripts, conditions and service tasks by name."""
 
@@ -173,24 +183,101 @@ def check_script(source: str, mode: str = "exec") -> None:
             raise ScriptRejected(f"access to '{node.attr}' is not allowed in scripts", line)
         if isinstance(node, ast.Name) and (node.id.startswith("__") or node.id in FORBIDDEN_NAMES):
             raise ScriptRejected(f"the name '{node.id}' is not allowed in scripts", line)
+        _check_time_limit_kept(node, line)
 
 
-class _Deadline:
-    """Trace function that aborts script frames once a wall-clock deadline passes."""
+def _check_time_limit_kept(node: ast.AST, line: int | None) -> None:
+    """Refuse what could swallow the time limit's exception: a bare ``except:``, ``break``/``continue``/
+    ``return`` in a ``finally`` (they cancel the exception in flight), and definitions named with an
+    underscore (``__exit__`` returning True, and every other hook into the interpreter)."""
+    if isinstance(node, ast.ExceptHandler) and node.type is None:
+        raise ScriptRejected("a bare 'except:' is not allowed in scripts; name the exceptions to catch", line)
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name.startswith("_"):
+        raise ScriptRejected(f"the name '{node.name}' is not allowed in scripts", line)
+    if isinstance(node, ast.Try | ast.TryStar):
+        for inner in (n for statement in node.finalbody for n in ast.walk(statement)):
+            if isinstance(inner, ast.Break | ast.Continue | ast.Return):
+                raise ScriptRejected("break, continue and return are not allowed in a 'finally' block",
+                                     inner.lineno)
 
-    def __init__(self, seconds: float):
-        self.deadline = time.monotonic() + seconds
 
-    def __call__(self, frame, event, arg):
-        # Only trace code compiled from BPMN; library code runs untraced (fast).
-        if frame.f_code.co_filename != SCRIPT_FILENAME:
-            return None
-        return self._line
+def _raise_in_thread(thread_id: int, exc: type[BaseException]) -> None:
+    """Have ``exc`` raised in thread ``thread_id`` when it next checks for pending work (within a few
+    bytecodes). Never used to cancel: clearing leaves the interpreter checking on every bytecode."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
 
-    def _line(self, frame, event, arg):
-        if time.monotonic() > self.deadline:
-            raise ScriptTimeout("script ran longer than its time limit")
-        return self._line
+
+def _checkpoint() -> None:
+    """Nothing: a Python call, where the interpreter raises any exception pending for this thread."""
+
+
+class _Watchdog:
+    """One daemon thread per process that stops scripts running past their deadline.
+
+    A trace function would do it too, but ``sys.settrace`` is a single slot: taking it blinds coverage and
+    debuggers. Instead each run registers its deadline here; once one passes, the watchdog raises
+    :class:`_TimeUp` in the script's thread (``PyThreadState_SetAsyncExc``), and only while that thread
+    is in a script's own frame, so library code a script called (a registered service in the middle of a
+    flush) is never cut in half: like the old trace function, the script stops at its next step. It shoots
+    again while the run lasts, in case a ``finally`` block went on looping. Code that never returns to a
+    script frame (one long C call) is not interrupted; the engine's run limit still bounds the whole run."""
+
+    RETRY_SECONDS = 0.05
+
+    def __init__(self):
+        self._runs: dict[int, tuple[float, int]] = {}  # token -> (deadline, thread id)
+        self._tokens = itertools.count()
+        self._lock = threading.Lock()  # taken directly (C) on the hot path; the Condition only to wait
+        self._wake = threading.Condition(self._lock)
+        self._next_wake = float("inf")
+        self._thread: threading.Thread | None = None
+
+    def start(self, seconds: float) -> int:
+        """Register a run of the calling thread that must end within ``seconds``; returns its token."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            token = next(self._tokens)
+            self._runs[token] = (deadline, threading.get_ident())
+            if self._thread is None:  # first use (a forked child starts afresh: see register_at_fork below)
+                self._thread = threading.Thread(target=self._watch, name="script-watchdog", daemon=True)
+                self._thread.start()
+            if deadline < self._next_wake:  # usually later than what the watchdog waits for: no wake-up
+                self._wake.notify()
+        return token
+
+    def finish(self, token: int) -> None:
+        """End run ``token``; a shot that lands now, after the script is done, is dropped."""
+        try:
+            self._forget(token)
+        except _TimeUp:  # it was fired just as the script ended: the script's own outcome stands
+            self._forget(token)
+
+    def _forget(self, token: int) -> None:
+        with self._lock:
+            self._runs.pop(token, None)
+            # The watchdog fires only under this lock, at runs still listed: a shot fired before the pop
+            # lands at this call, inside ``finish``, and none can follow it into the engine's code.
+            _checkpoint()
+
+    def _watch(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                overdue = [thread_id for deadline, thread_id in self._runs.values() if deadline <= now]
+                if overdue:
+                    frames = sys._current_frames()
+                    for thread_id in overdue:
+                        frame = frames.get(thread_id)
+                        if frame is not None and frame.f_code.co_filename == SCRIPT_FILENAME:
+                            _raise_in_thread(thread_id, _TimeUp)
+                pending = [deadline for deadline, _ in self._runs.values() if deadline > now]
+                self._next_wake = now + self.RETRY_SECONDS if overdue else min(pending, default=float("inf"))
+                self._wake.wait(None if self._next_wake == float("inf") else self._next_wake - now)
+
+
+_watchdog = _Watchdog()
+# A forked child (a gunicorn or RQ work horse) has no watchdog thread and maybe a lock held by it: start afresh.
+os.register_at_fork(after_in_child=_watchdog.__init__)
 
 
 class RestrictedEnvironment(TaskDataEnvironment):
@@ -218,13 +305,14 @@ class RestrictedEnvironment(TaskDataEnvironment):
         my_globals.update(external_context or {})
         return my_globals
 
-    def _run_traced(self, func):
-        previous = sys.gettrace()
-        sys.settrace(_Deadline(self.time_limit))
+    def _run_limited(self, func):
+        token = _watchdog.start(self.time_limit)
         try:
             return func()
+        except _TimeUp:
+            raise ScriptTimeout("script ran longer than its time limit") from None
         finally:
-            sys.settrace(previous)
+            _watchdog.finish(token)
 
     def evaluate(self, expression, context, external_context=None):
         """Evaluate a condition or expression against task data."""
@@ -234,8 +322,8 @@ class RestrictedEnvironment(TaskDataEnvironment):
         my_globals.update(context)
         if text in TRANSLATED_EXPRESSIONS:
             names = _NullNames(my_globals)
-            return self._run_traced(lambda: eval(code, my_globals, names))  # noqa: S307 - sandboxed above
-        return self._run_traced(lambda: eval(code, my_globals))  # noqa: S307 - sandboxed above
+            return self._run_limited(lambda: eval(code, my_globals, names))  # noqa: S307 - sandboxed above
+        return self._run_limited(lambda: eval(code, my_globals))  # noqa: S307 - sandboxed above
 
     def execute(self, script, context, external_context=None):
         """Run a script task's code; the task data is the script's namespace."""
@@ -243,7 +331,7 @@ class RestrictedEnvironment(TaskDataEnvironment):
         self.check_for_overwrite(context, external_context or {})
         context.update(self._globals(context, external_context))
         try:
-            self._run_traced(lambda: exec(code, context))  # noqa: S102 - sandboxed above
+            self._run_limited(lambda: exec(code, context))  # noqa: S102 - sandboxed above
         finally:
             self._remove_globals_and_functions_from_context(context, external_context)
             for name in registered_services():

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
+import signal
+import threading
 
 import redis
 from flask import Flask
@@ -35,6 +36,13 @@ class FlowdeskWorker(SimpleWorker):
         kwargs.setdefault("worker_ttl", HEARTBEAT_FRESH_SECONDS // 2)
         kwargs.setdefault("maintenance_interval", 60)
         super().__init__(*args, **kwargs)
+        self.stop_asked = False
+
+    def request_stop(self, signum, frame):
+        """RQ's warm shutdown on SIGINT/SIGTERM, remembered: RQ itself marks only a busy worker as asked
+        to stop (an idle one just leaves its loop), which the restart loop took for a lost Redis."""
+        self.stop_asked = True
+        super().request_stop(signum, frame)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None):
         """RQ's heartbeat, then the worker's registration and description restored if Redis lost them."""
@@ -48,13 +56,21 @@ class FlowdeskWorker(SimpleWorker):
                 pipe.execute()
 
 
-def _wait_for_redis(conn: redis.Redis) -> None:
-    while True:
-        try:
-            conn.ping()
-            return
-        except redis.RedisError:
-            time.sleep(1)
+def _wait_for_redis(conn: redis.Redis) -> bool:
+    """Wait until Redis answers again; False when SIGINT/SIGTERM came meanwhile (stop means stop)."""
+    asked = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: asked.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not asked.wait(1):
+            try:
+                conn.ping()
+                return True
+            except redis.RedisError:
+                continue
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool = False,
@@ -62,9 +78,10 @@ def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool 
     """Work the queues until stopped (or until empty with ``burst``), with RQ's scheduler.
 
     RQ's loop gives up when Redis goes away in the middle of a job (it cannot record the job's end) and
-    its teardown fails as well: a Redis restart used to end every busy worker process. So until a stop
-    is asked for (SIGTERM/SIGINT), wait for Redis and start a fresh worker; the job in hand was rolled
-    back or committed whole, and a timer it carried is handed over again by the poller."""
+    its teardown fails as well: a Redis restart used to end every busy worker process. So unless a stop
+    was asked for (SIGTERM/SIGINT: then it ends, after the job in hand), wait for Redis and start a fresh
+    worker; the job in hand was rolled back or committed whole, and a timer it carried is handed over
+    again by the poller."""
     set_worker_app(app)
     with app.app_context():
         conn = get_redis()
@@ -77,9 +94,9 @@ def run_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, burst: bool 
             log.warning("worker %s lost Redis (%s)", worker.name, err)
             if worker.pubsub_thread is not None:
                 worker.pubsub_thread.stop()  # its listener for RQ's commands (closes its connection on exit)
-        if burst or worker._stop_requested:  # RQ sets it on SIGTERM/SIGINT (warm shutdown)
+        if burst or worker.stop_asked:
             return
-        log.warning("worker %s stopped without being asked to; starting a fresh one once Redis answers",
-                    worker.name)
-        time.sleep(1)
-        _wait_for_redis(conn)
+        log.warning("worker %s lost Redis; starting a fresh one once Redis answers", worker.name)
+        if not _wait_for_redis(conn):
+            log.info("worker %s: stop asked while Redis was away", worker.name)
+            return

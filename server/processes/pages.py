@@ -14,6 +14,7 @@ from ..auth.models import ROLES
 from ..db import transaction
 from ..engine import BpmnValidationError, drawable_xml, registered_services, xml_text
 from ..errors import AppError, ValidationFailed
+from ..security.json_depth import check_json_field
 from ..web.layout import problem_for_page
 from . import deploy, forms, instances
 from .models import INSTANCE_STATUSES
@@ -127,6 +128,7 @@ def process_detail(process_key):
 @roles_required(*DESIGN)
 def start_from_page(process_key):
     """Start an instance of the latest version with JSON data typed in the page, then show it."""
+    check_json_field(request.form.get("data") or "", "data")
     try:
         data = json.loads(request.form.get("data") or "{}")
     except ValueError as err:

@@ -10,7 +10,7 @@ from ..auth.access import client_label, current_principal, public, roles_require
 from ..db import transaction
 from ..errors import ValidationFailed
 from ..extensions import db
-from ..security.ratelimit import limit
+from ..security.ratelimit import public_limit
 from . import accounts, leads, opportunities, quotes
 from . import funnel as funnel_report
 from .models import Product
@@ -54,10 +54,10 @@ def create_lead(body):
 @blp.arguments(WebFormLeadSchema)
 @blp.response(202, WebFormResultSchema)
 @blp.doc(security=[])  # open to anyone: no bearer token
+@public_limit("RATE_LEAD_FORM")
 @public
 def web_form_lead(body):
     """The website's contact form: rate-limited per address, a honeypot field, no login."""
-    limit("lead-form", per_minute=10)
     if body.pop("website", ""):
         return {"outcome": "created"}  # a bot filled the hidden field: answer as usual, store nothing
     body.pop("source", None)

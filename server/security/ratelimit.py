@@ -1,67 +1,74 @@
-"""A fixed-window rate limit in Redis, shared by every web process.
+"""Rate limits on the public endpoints and on logins, by Flask-Limiter counting in the app's Redis
+(fixed one-minute windows shared by every web process; budgets from config, ``FLOWDESK_RATE_<NAME>``).
 
-``limit("lead-form", per_minute=10)`` counts requests per client address in
-the current minute with INCR + EXPIRE and raises TooManyRequests (429 with
-Retry-After) above the limit. Limits come from config so operators can tune
-them (``FLOWDESK_RATE_<NAME>`` per minute).
+``public_limit("RATE_QR_REPORT")`` limits the posts per minute per client address to a public endpoint;
+``login_limited`` goes on every login endpoint: after too many failed logins in a minute from one
+address, or for one username from anywhere, every attempt gets 429 until the window ends. Above a budget
+the answer is 429 with ``Retry-After`` (when the window ends).
 
-When Redis does not answer (a restart, a failover) the limit fails open: it only curbs abuse of the
-public pages, and refusing every customer's fault report or rating meanwhile is the greater harm."""
+When Redis does not answer (a restart, a failover) the limits fail open (``RATELIMIT_SWALLOW_ERRORS``):
+they only curb abuse, and refusing every login, fault report or rating meanwhile is the greater harm."""
 
 from __future__ import annotations
 
-import logging
-import os
+import math
 import time
+from collections.abc import Callable
 
-import redis
-from flask import request
+from flask import Flask, Response, current_app, request
+from flask_limiter import RequestLimit
 
-from ..errors import TooManyRequests
-from ..jobs.queues import get_redis
-
-log = logging.getLogger(__name__)
-
-
-def _budget(name: str, per_minute: int) -> int:
-    return int(os.environ.get(f"FLOWDESK_RATE_{name.upper().replace('-', '_')}", per_minute))
+from ..errors import TooManyRequests, app_error_response
+from ..extensions import limiter
 
 
-def _counter(name: str, key: str | None) -> str:
-    return f"flowdesk:rate:{name}:{key or request.remote_addr or 'unknown'}:{int(time.time() // 60)}"
+def init_rate_limits(app: Flask) -> None:
+    """Bind the limiter to ``app``'s Redis (in memory for commands run without one: they serve nothing)."""
+    url = app.config.get("REDIS_URL")
+    # Flask-Limiter names a unix socket (the embedded redis-server) redis+unix://.
+    storage = ("redis+" + url if url.startswith("unix://") else url) if url else "memory://"
+    app.config.setdefault("RATELIMIT_STORAGE_URI", storage)
+    app.config.setdefault("RATELIMIT_ON_BREACH_CALLBACK", _refuse)
+    limiter.init_app(app)
 
 
-def _refuse() -> None:
-    wait = 60 - int(time.time()) % 60
-    raise TooManyRequests(f"too many requests; try again in {wait} seconds", retry_after=wait)
+def _per_minute(config_key: str) -> Callable[[], str]:
+    return lambda: f"{current_app.config[config_key]}/minute"
 
 
-def count(name: str, key: str | None = None) -> int:
-    """Add one to ``name``'s counter for the client (or ``key``) in this minute; returns the new count
-    (0 when Redis is unavailable: limits fail open, a Redis outage must not take logins or pages down)."""
-    try:
-        pipe = get_redis().pipeline()
-        pipe.incr(_counter(name, key))
-        pipe.expire(_counter(name, key), 120)
-        total, _ = pipe.execute()
-    except redis.RedisError as err:
-        log.warning("rate limit '%s' not counted: Redis unavailable (%s)", name, err)
-        return 0
-    return total
+def too_many_requests(breached: RequestLimit) -> TooManyRequests:
+    """The 429 problem for a breached limit, saying when its window ends."""
+    wait = max(1, math.ceil(breached.window.reset_time - time.time()))
+    return TooManyRequests(f"too many requests; try again in {wait} seconds", retry_after=wait)
 
 
-def limit(name: str, per_minute: int, key: str | None = None) -> None:
-    """Count this request against ``name``'s per-minute budget for the client; 429 when spent."""
-    if count(name, key) > _budget(name, per_minute):
-        _refuse()
+def _refuse(breached: RequestLimit) -> Response:
+    return current_app.make_response(app_error_response(too_many_requests(breached)))
 
 
-def require_budget(name: str, per_minute: int, key: str | None = None) -> None:
-    """429 if ``name``'s counter (e.g. failed logins, added with ``count``) has spent its budget."""
-    try:
-        spent = get_redis().get(_counter(name, key))
-    except redis.RedisError as err:  # fail open, as ``limit`` does
-        log.warning("rate limit '%s' not checked: Redis unavailable (%s)", name, err)
-        return
-    if spent is not None and int(spent) >= _budget(name, per_minute):
-        _refuse()
+def public_limit(config_key: str, on_breach: Callable[[RequestLimit], Response] | None = None):
+    """Decorator: at most ``config[config_key]`` posts a minute per client address (then 429)."""
+    return limiter.limit(_per_minute(config_key), methods=["POST"], on_breach=on_breach)
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _login_username() -> str:
+    body = request.get_json(silent=True) if request.is_json else request.form
+    name = body.get("username") if hasattr(body, "get") else None
+    return f"user:{str(name or '').strip().lower()[:80]}"
+
+
+# Only failures count (deduct_when): a successful login spends nothing. Shared: one budget for the web
+# login page, the API's and the mobile API's token endpoints.
+_failures_by_address = limiter.shared_limit(_per_minute("RATE_LOGIN_FAILURES"), "login-failures",
+                                            methods=["POST"], deduct_when=_failed)
+_failures_by_username = limiter.shared_limit(_per_minute("RATE_LOGIN_FAILURES_USER"), "login-failures-user",
+                                             key_func=_login_username, methods=["POST"], deduct_when=_failed)
+
+
+def login_limited(view):
+    """Decorator for every login endpoint: the failed-login budgets per address and per username."""
+    return _failures_by_address(_failures_by_username(view))

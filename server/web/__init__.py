@@ -9,8 +9,8 @@ from flask import Flask, request
 from flask_babel import Babel, get_locale
 
 from ..auth.access import ACCESS_ATTR
-from ..auth.routes import csrf_ok, csrf_token
-from ..errors import ValidationFailed
+from ..auth.routes import require_csrf
+from ..extensions import csrf
 from . import pages
 from .layout import LANGUAGES, TRANSLATIONS, compile_translations, nav_links, select_locale
 
@@ -19,8 +19,8 @@ def init_web(app: Flask) -> None:
     """Wire the language, templates' helpers, the CSRF check and the shared pages into ``app``."""
     compile_translations()
     Babel(app, locale_selector=select_locale, default_translation_directories=str(TRANSLATIONS))
-    app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES, nav_links=nav_links,
-                                 get_locale=get_locale)
+    csrf.init_app(app)  # Flask-WTF: makes and checks the tokens (templates' csrf_token()); we say which requests
+    app.jinja_env.globals.update(languages=LANGUAGES, nav_links=nav_links, get_locale=get_locale)
     app.jinja_env.add_extension("jinja2.ext.do")
 
     @app.before_request
@@ -30,9 +30,8 @@ def init_web(app: Flask) -> None:
         if request.method != "POST" or request.path.startswith("/api/") or request.endpoint is None:
             return None
         view = app.view_functions.get(request.endpoint)
-        if getattr(view, ACCESS_ATTR, None) == "public" or csrf_ok():
-            return None
-        raise ValidationFailed("your form expired; please reload the page and try again",
-                               errors=[{"field": "csrf_token", "message": "missing or stale"}])
+        if getattr(view, ACCESS_ATTR, None) != "public":
+            require_csrf()
+        return None
 
     app.register_blueprint(pages.web)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..security.json_depth import check_json_field
+
 TEXTAREA_FROM = 200  # strings allowed longer than this get a multi-line box
 
 
@@ -47,7 +49,7 @@ def fields_of(schema: dict) -> list[dict]:
     return fields
 
 
-def _coerce(raw: str, prop: dict) -> Any:
+def _coerce(raw: str, prop: dict, field: str) -> Any:
     kinds = _types(prop)
     text = raw.strip()
     if text == "":
@@ -65,6 +67,7 @@ def _coerce(raw: str, prop: dict) -> Any:
                 value = float(text)
                 return int(value) if value.is_integer() and "." not in text else value
             elif kind in ("array", "object"):
+                check_json_field(text, field)
                 return json.loads(text)
             elif kind == "string":
                 return raw
@@ -79,7 +82,7 @@ def data_from_form(schema: dict, form) -> dict:
     for name, prop in schema.get("properties", {}).items():
         if name not in form:
             continue
-        value = _coerce(form.get(name, ""), prop)
+        value = _coerce(form.get(name, ""), prop, name)
         if value is not ...:
             data[name] = value
     return data

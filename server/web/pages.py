@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
 from ..auth.access import client_label, current_principal, public, roles_required
-from ..auth.routes import csrf_ok
+from ..auth.routes import require_csrf
 from ..db import transaction
-from ..errors import AppError, NotFound, ValidationFailed
+from ..errors import AppError, NotFound
 from ..processes import forms, tasks
 from .forms import data_from_form, fields_of
 from .layout import LANGUAGES, nav_links, problem_for_page
@@ -74,8 +74,7 @@ def task_page(task_id):
 def set_language():
     """Choose the page language (kept in the session, and in the profile when signed in)."""
     lang = request.form.get("lang")
-    if not csrf_ok():  # public (customers switch too), so the shared CSRF check does not cover it
-        raise ValidationFailed("your form expired; please reload the page and try again")
+    require_csrf()  # public (customers switch too), so the shared CSRF check does not cover it
     if lang in LANGUAGES:
         session["lang"] = lang
         from flask_login import current_user
